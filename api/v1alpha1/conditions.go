@@ -1,0 +1,90 @@
+package v1alpha1
+
+// Condition types. Every kind reports Ready, Reconciling and Stalled in the
+// kstatus convention, so Flux, Argo CD, Helm --wait and `kubectl wait` understand
+// them without configuration; some kinds add their own.
+const (
+	// ReadyCondition is True when the object is in the state its spec asks for.
+	ReadyCondition = "Ready"
+	// ReconcilingCondition is True while the operator is working towards the spec.
+	// It is removed when the object is Ready or Stalled.
+	ReconcilingCondition = "Reconciling"
+	// StalledCondition is True when progress needs a human: an invalid spec, a
+	// conflict, an exhausted license pool. It is removed once resolved.
+	StalledCondition = "Stalled"
+
+	// LicensedCondition (PlatformUser) is True while the user holds a named license.
+	LicensedCondition = "Licensed"
+	// ProvisionedCondition (VMR) is True once the room exists in the backend and
+	// matches the spec.
+	ProvisionedCondition = "Provisioned"
+)
+
+// Condition reasons, shared by all kinds. A reason is a CamelCase word that
+// tools and people can match on; the message says the rest.
+const (
+	// ReasonReconciled: the object matches its spec.
+	ReasonReconciled = "Reconciled"
+	// ReasonProgressing: the operator is working on the object.
+	ReasonProgressing = "Progressing"
+	// ReasonReconcileFailed: a transient error; the operator retries with backoff.
+	ReasonReconcileFailed = "ReconcileFailed"
+
+	// ReasonNamespaceConflict (Entity): the entity's namespace exists and was not
+	// created for this entity; it is never adopted.
+	ReasonNamespaceConflict = "NamespaceConflict"
+	// ReasonNamespaceTerminating (Entity): the namespace is being deleted.
+	ReasonNamespaceTerminating = "NamespaceTerminating"
+
+	// ReasonLicensed (PlatformUser): active and holding a license.
+	ReasonLicensed = "Licensed"
+	// ReasonDeactivated (PlatformUser): inactive; holds no license by design.
+	ReasonDeactivated = "Deactivated"
+	// ReasonLicensePoolExhausted (PlatformUser, LicensePool): no free license;
+	// the user waits in the pool's queue.
+	ReasonLicensePoolExhausted = "LicensePoolExhausted"
+	// ReasonLicensePoolNotFound (PlatformUser): the named pool does not exist.
+	ReasonLicensePoolNotFound = "LicensePoolNotFound"
+	// ReasonLicenseRevoked (PlatformUser): the pool shrank and this user, among the
+	// most recently licensed, lost its license.
+	ReasonLicenseRevoked = "LicenseRevoked"
+
+	// ReasonProvisioning (VMR): the room is being created or updated in the backend.
+	ReasonProvisioning = "Provisioning"
+	// ReasonProvisioned (VMR): the room exists in the backend and matches the spec.
+	ReasonProvisioned = "Provisioned"
+	// ReasonBackendConflict (VMR): a room with the same name or alias exists in the
+	// backend and was not created by the operator; it is never adopted.
+	ReasonBackendConflict = "BackendConflict"
+	// ReasonBackendError (VMR): the backend failed; the operator retries.
+	ReasonBackendError = "BackendError"
+	// ReasonAliasConflict (VMR): another VMR already uses this numeric id or alias.
+	ReasonAliasConflict = "AliasConflict"
+	// ReasonOwnerNotLicensed (VMR): the owner is missing, inactive or unlicensed.
+	ReasonOwnerNotLicensed = "OwnerNotLicensed"
+	// ReasonInvalidPINs (VMR): the PIN Secret is missing or breaks the PIN rules.
+	ReasonInvalidPINs = "InvalidPINs"
+	// ReasonNotInEntityNamespace: the object lives in a namespace that belongs to no
+	// Entity (possible only when admission webhooks were bypassed).
+	ReasonNotInEntityNamespace = "NotInEntityNamespace"
+)
+
+// Labels and finalizers.
+const (
+	// EntityLabel marks a namespace (and objects the operator creates) with the
+	// name of the Entity it belongs to.
+	EntityLabel = "tenancy.visio.dev/entity"
+	// ManagedByLabel marks objects the operator creates.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	// ManagedByValue is the value of ManagedByLabel on objects the operator creates.
+	ManagedByValue = "visio-operator"
+
+	// EntityFinalizer lets the Entity controller remove the entity namespace
+	// before the Entity disappears.
+	EntityFinalizer = "tenancy.visio.dev/entity"
+	// VMRFinalizer lets the VMR controller remove the backend room first.
+	VMRFinalizer = "tenancy.visio.dev/vmr"
+)
+
+// DefaultLicensePool is the pool used by a PlatformUser that names none.
+const DefaultLicensePool = "default"

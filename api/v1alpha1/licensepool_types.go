@@ -1,0 +1,132 @@
+package v1alpha1
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// Enforcement says what happens when a user would be activated in a full pool.
+// +kubebuilder:validation:Enum=Deny;Queue
+type Enforcement string
+
+const (
+	// EnforcementDeny refuses, at admission, to activate a user beyond capacity.
+	EnforcementDeny Enforcement = "Deny"
+	// EnforcementQueue admits the user, who waits with Licensed=False and is
+	// licensed first-come first-served as licenses free up.
+	EnforcementQueue Enforcement = "Queue"
+)
+
+// LicensePoolSpec declares the named licenses allocated to an entity.
+type LicensePoolSpec struct {
+	// licenses is the number of named licenses allocated to the entity in this pool.
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000000
+	Licenses *int32 `json:"licenses"`
+
+	// grants are extra licenses granted on request, each with a reason and an
+	// optional expiry. An expired grant stops counting at its expiry time.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=64
+	Grants []LicenseGrant `json:"grants,omitempty"`
+
+	// enforcement is Deny (default: activating a user in a full pool is refused)
+	// or Queue (the user is admitted and waits for a license).
+	// +optional
+	// +kubebuilder:default=Deny
+	Enforcement Enforcement `json:"enforcement,omitempty"`
+}
+
+// LicenseGrant is a number of extra licenses granted to the entity on request.
+type LicenseGrant struct {
+	// name identifies the grant, e.g. "school-year-2026" or a ticket number.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+	// licenses is the number of extra licenses.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	Licenses int32 `json:"licenses"`
+	// reason says why the licenses were granted.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Reason string `json:"reason,omitempty"`
+	// expiresAt is when the grant stops counting; unset means it never expires.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+}
+
+// LicenseReservation records a license promised at admission to a user whose
+// creation or activation has not yet reached the operator's cache. It is how
+// concurrent admissions see each other, as Kubernetes ResourceQuota does with
+// status.used; the controller drops it once the user is seen, or after a short
+// time if the user never appears.
+type LicenseReservation struct {
+	// user is the name of the PlatformUser the license is reserved for.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	User string `json:"user"`
+	// reservedAt is when admission reserved the license.
+	// +required
+	ReservedAt metav1.Time `json:"reservedAt"`
+}
+
+// LicensePoolStatus is what the operator observed of a LicensePool.
+type LicensePoolStatus struct {
+	StatusBase    `json:",inline"`
+	LicenseCounts `json:",inline"`
+
+	// nextExpiry is when the next grant expires, if any.
+	// +optional
+	NextExpiry *metav1.Time `json:"nextExpiry,omitempty"`
+
+	// reservations are licenses promised at admission and not yet seen in use.
+	// +optional
+	// +listType=map
+	// +listMapKey=user
+	// +kubebuilder:validation:MaxItems=10000
+	Reservations []LicenseReservation `json:"reservations,omitempty"`
+}
+
+// LicensePool is a pool of named licenses of an entity. Each active
+// PlatformUser naming the pool holds one license while one is free.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=lp,categories=visio
+// +kubebuilder:printcolumn:name="Capacity",type=integer,JSONPath=`.status.capacity`
+// +kubebuilder:printcolumn:name="Used",type=integer,JSONPath=`.status.used`
+// +kubebuilder:printcolumn:name="Available",type=integer,JSONPath=`.status.available`
+// +kubebuilder:printcolumn:name="Pending",type=integer,JSONPath=`.status.pending`
+// +kubebuilder:printcolumn:name="Enforcement",type=string,JSONPath=`.spec.enforcement`,priority=1
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type LicensePool struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec declares the allocated licenses.
+	// +required
+	Spec LicensePoolSpec `json:"spec"`
+	// status is what the operator observed.
+	// +optional
+	Status LicensePoolStatus `json:"status,omitzero"`
+}
+
+// +kubebuilder:object:root=true
+
+// LicensePoolList is a list of LicensePools.
+type LicensePoolList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []LicensePool `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&LicensePool{}, &LicensePoolList{})
+}

@@ -1,0 +1,262 @@
+package pexip
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"visio.dev/operator/internal/backend"
+)
+
+const (
+	apiPrefix      = "/api/admin/configuration/v1/"
+	conferencePath = apiPrefix + "conference/"
+	aliasPath      = apiPrefix + "conference_alias/"
+
+	serviceTypeConference = "conference"
+
+	// numericIDDescription marks, in the alias description, the alias that is
+	// the room's numeric id: Pexip has no field for it, and an all-digit alias
+	// is not necessarily the numeric id.
+	numericIDDescription = "numeric-id"
+
+	// listPageSize keeps lookups to one request in the normal case; the
+	// server may cap it, and listing follows meta.next either way.
+	listPageSize = 100
+)
+
+// conference is the subset of a Pexip conference object the operator uses.
+type conference struct {
+	ID               int               `json:"id"`
+	Name             string            `json:"name"`
+	Description      string            `json:"description"`
+	ServiceType      string            `json:"service_type"`
+	PIN              string            `json:"pin"`
+	GuestPIN         string            `json:"guest_pin"`
+	AllowGuests      bool              `json:"allow_guests"`
+	ParticipantLimit *int              `json:"participant_limit"`
+	Tag              string            `json:"tag"`
+	Aliases          []conferenceAlias `json:"aliases"`
+	ResourceURI      string            `json:"resource_uri"`
+}
+
+type conferenceAlias struct {
+	ID          int    `json:"id"`
+	Alias       string `json:"alias"`
+	Conference  string `json:"conference"`
+	Description string `json:"description"`
+}
+
+// conferenceCreate is a POST body; every field is sent so that platform
+// defaults never decide how a room behaves.
+type conferenceCreate struct {
+	Name             string `json:"name"`
+	Description      string `json:"description"`
+	ServiceType      string `json:"service_type"`
+	PIN              string `json:"pin"`
+	GuestPIN         string `json:"guest_pin"`
+	AllowGuests      bool   `json:"allow_guests"`
+	ParticipantLimit *int   `json:"participant_limit"`
+	Tag              string `json:"tag"`
+}
+
+type aliasCreate struct {
+	Alias       string `json:"alias"`
+	Conference  string `json:"conference"`
+	Description string `json:"description"`
+}
+
+type listMeta struct {
+	Limit      int     `json:"limit"`
+	Offset     int     `json:"offset"`
+	TotalCount int     `json:"total_count"`
+	Next       *string `json:"next"`
+}
+
+type listPage[T any] struct {
+	Meta    listMeta `json:"meta"`
+	Objects []T      `json:"objects"`
+}
+
+func conferenceURI(id int) string {
+	return conferencePath + strconv.Itoa(id) + "/"
+}
+
+// idFromURI extracts the object id from a resource URI or Location header,
+// which Pexip may give as an absolute URL or as a path.
+func idFromURI(uri, collection string) (int, bool) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return 0, false
+	}
+	rest, ok := strings.CutPrefix(u.Path, collection)
+	if !ok {
+		// A base URL with a path prefix (reverse proxy) puts it in front.
+		i := strings.LastIndex(u.Path, collection)
+		if i < 0 {
+			return 0, false
+		}
+		rest = u.Path[i+len(collection):]
+	}
+	id, err := strconv.Atoi(strings.TrimSuffix(rest, "/"))
+	if err != nil || id <= 0 {
+		return 0, false
+	}
+	return id, true
+}
+
+func parseRef(ref string) (int, error) {
+	id, err := strconv.Atoi(ref)
+	if err != nil || id <= 0 || strconv.Itoa(id) != ref {
+		return 0, fmt.Errorf("pexip: malformed room reference %q (want a conference id)", ref)
+	}
+	return id, nil
+}
+
+func validateRoom(room backend.Room) error {
+	if room.Key == "" {
+		return fmt.Errorf("pexip: room %q has no key", room.Name)
+	}
+	if room.Name == "" {
+		return fmt.Errorf("pexip: room with key %q has no name", room.Key)
+	}
+	return nil
+}
+
+// desiredAliases maps each dial string of room to whether it is the numeric id.
+func desiredAliases(room backend.Room) map[string]bool {
+	want := make(map[string]bool, len(room.Aliases)+1)
+	for _, a := range room.Aliases {
+		if a != "" {
+			want[a] = false
+		}
+	}
+	if room.NumericID != "" {
+		want[room.NumericID] = true
+	}
+	return want
+}
+
+func aliasDescription(numeric bool) string {
+	if numeric {
+		return numericIDDescription
+	}
+	return ""
+}
+
+func roomFromConference(c conference) *backend.Room {
+	r := &backend.Room{
+		Key:         c.Tag,
+		Name:        c.Name,
+		Description: c.Description,
+		HostPIN:     c.PIN,
+		GuestPIN:    c.GuestPIN,
+		AllowGuests: c.AllowGuests,
+	}
+	if c.ParticipantLimit != nil {
+		v := int32(*c.ParticipantLimit)
+		r.ParticipantLimit = &v
+	}
+	aliases := slices.Clone(c.Aliases)
+	// Lowest id first, so that if an administrator marked a second alias as
+	// the numeric id the older one wins consistently.
+	slices.SortFunc(aliases, func(a, b conferenceAlias) int { return a.ID - b.ID })
+	for _, a := range aliases {
+		if a.Description == numericIDDescription && r.NumericID == "" {
+			r.NumericID = a.Alias
+			continue
+		}
+		r.Aliases = append(r.Aliases, a.Alias)
+	}
+	slices.Sort(r.Aliases)
+	return r
+}
+
+// conferencePatch lists only the fields that differ, so that an unchanged
+// room costs no write and concurrent edits of other fields are not undone.
+func conferencePatch(cur conference, want backend.Room) map[string]any {
+	p := map[string]any{}
+	if want.Name != cur.Name {
+		p["name"] = want.Name
+	}
+	if want.Description != cur.Description {
+		p["description"] = want.Description
+	}
+	// An empty service type means this Pexip version does not report it;
+	// patching it would be a write on every update.
+	if cur.ServiceType != "" && cur.ServiceType != serviceTypeConference {
+		p["service_type"] = serviceTypeConference
+	}
+	if want.HostPIN != cur.PIN {
+		p["pin"] = want.HostPIN
+	}
+	if want.GuestPIN != cur.GuestPIN {
+		p["guest_pin"] = want.GuestPIN
+	}
+	if want.AllowGuests != cur.AllowGuests {
+		p["allow_guests"] = want.AllowGuests
+	}
+	if want.Key != "" && want.Key != cur.Tag {
+		p["tag"] = want.Key
+	}
+	if !sameLimit(cur.ParticipantLimit, want.ParticipantLimit) {
+		if want.ParticipantLimit == nil {
+			p["participant_limit"] = nil
+		} else {
+			p["participant_limit"] = int(*want.ParticipantLimit)
+		}
+	}
+	return p
+}
+
+func sameLimit(cur *int, want *int32) bool {
+	if cur == nil || want == nil {
+		return cur == nil && want == nil
+	}
+	return *cur == int(*want)
+}
+
+func createBody(room backend.Room) conferenceCreate {
+	body := conferenceCreate{
+		Name:        room.Name,
+		Description: room.Description,
+		ServiceType: serviceTypeConference,
+		PIN:         room.HostPIN,
+		GuestPIN:    room.GuestPIN,
+		AllowGuests: room.AllowGuests,
+		Tag:         room.Key,
+	}
+	if room.ParticipantLimit != nil {
+		v := int(*room.ParticipantLimit)
+		body.ParticipantLimit = &v
+	}
+	return body
+}
+
+// alreadyExists reports whether a 400 body says field of resource must be
+// unique, in the shape {"<resource>": {"<field>": ["... already exists."]}}.
+func alreadyExists(body []byte, resource, field string) bool {
+	var byResource map[string]map[string][]string
+	if json.Unmarshal(body, &byResource) == nil {
+		if existsMessage(byResource[resource][field]) {
+			return true
+		}
+	}
+	var byField map[string][]string
+	if json.Unmarshal(body, &byField) == nil {
+		return existsMessage(byField[field])
+	}
+	return false
+}
+
+func existsMessage(msgs []string) bool {
+	for _, m := range msgs {
+		if strings.Contains(strings.ToLower(m), "already exists") {
+			return true
+		}
+	}
+	return false
+}

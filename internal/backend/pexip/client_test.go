@@ -1,0 +1,585 @@
+package pexip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"visio.dev/operator/internal/backend"
+	"visio.dev/operator/internal/backend/pexip/pexiptest"
+)
+
+const (
+	testUser     = "admin"
+	testPassword = "correct horse"
+)
+
+func newServer(t *testing.T) *pexiptest.Server {
+	t.Helper()
+	srv := pexiptest.NewServer(testUser, testPassword)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func newClient(t *testing.T, srv *pexiptest.Server, tweak func(*Config)) *Client {
+	t.Helper()
+	cfg := Config{
+		URL:            srv.URL,
+		Username:       testUser,
+		Password:       testPassword,
+		RequestTimeout: 2 * time.Second,
+		RetryBaseDelay: time.Millisecond,
+		RetryMaxDelay:  20 * time.Millisecond,
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// sampleRoom's PINs start with 90 and 80, which no other value of the room
+// contains, so that finding them in an error text means a leak.
+func sampleRoom(i int) backend.Room {
+	limit := int32(10 + i)
+	return backend.Room{
+		Key:              fmt.Sprintf("uid-%04d", i),
+		Name:             fmt.Sprintf("team/room-%d", i),
+		Description:      "weekly sync",
+		NumericID:        fmt.Sprintf("7100%03d", i),
+		Aliases:          []string{fmt.Sprintf("room-%d@example.com", i), fmt.Sprintf("sip:room-%d@example.com", i)},
+		HostPIN:          fmt.Sprintf("9090%03d", i),
+		GuestPIN:         fmt.Sprintf("8080%03d", i),
+		AllowGuests:      true,
+		ParticipantLimit: &limit,
+	}
+}
+
+func expectRequests(t *testing.T, srv *pexiptest.Server, want map[string]int) {
+	t.Helper()
+	if got := srv.Requests(); !maps.Equal(got, want) {
+		t.Errorf("requests = %v, want %v", got, want)
+	}
+	srv.ResetRequests()
+}
+
+func expectRoom(t *testing.T, got *backend.Room, want backend.Room) {
+	t.Helper()
+	want.Aliases = slices.Sorted(slices.Values(want.Aliases))
+	if !reflect.DeepEqual(*got, want) {
+		t.Errorf("room = %+v\nwant   %+v", *got, want)
+	}
+}
+
+func TestCreateGetUpdateDelete(t *testing.T) {
+	srv := newServer(t)
+	c := newClient(t, srv, nil)
+	ctx := t.Context()
+	room := sampleRoom(1)
+
+	ref, err := c.Create(ctx, room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectRequests(t, srv, map[string]int{"GET conference": 1, "POST conference": 1, "POST conference_alias": 3})
+	got, err := c.Get(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectRoom(t, got, room)
+	fref, found, err := c.Find(ctx, room.Key)
+	if err != nil || fref != ref {
+		t.Fatalf("Find = %q, %v; want %q", fref, err, ref)
+	}
+	expectRoom(t, found, room)
+	srv.ResetRequests()
+
+	if err := c.Update(ctx, ref, room); err != nil {
+		t.Fatal(err)
+	}
+	expectRequests(t, srv, map[string]int{"GET conference": 1})
+
+	changed := room
+	changed.Description = "daily sync"
+	changed.HostPIN = "1234567"
+	changed.GuestPIN = ""
+	changed.ParticipantLimit = nil
+	changed.NumericID = "7100999"
+	changed.Aliases = []string{"room-1@example.com", "new@example.com"}
+	if err := c.Update(ctx, ref, changed); err != nil {
+		t.Fatal(err)
+	}
+	expectRequests(t, srv, map[string]int{"GET conference": 1, "PATCH conference": 1, "DELETE conference_alias": 2, "POST conference_alias": 2})
+	got, err = c.Get(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectRoom(t, got, changed)
+
+	// The former numeric id becomes an ordinary alias: re-marked, not recreated.
+	again := changed
+	again.NumericID = "7100888"
+	again.Aliases = []string{"7100999", "room-1@example.com"}
+	srv.ResetRequests()
+	if err := c.Update(ctx, ref, again); err != nil {
+		t.Fatal(err)
+	}
+	expectRequests(t, srv, map[string]int{"GET conference": 1, "PATCH conference_alias": 1, "DELETE conference_alias": 1, "POST conference_alias": 1})
+	got, err = c.Get(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectRoom(t, got, again)
+
+	if err := c.Delete(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if rooms := srv.Rooms(); len(rooms) != 0 {
+		t.Fatalf("rooms left after delete: %+v", rooms)
+	}
+	if _, err := c.Get(ctx, ref); !errors.Is(err, backend.ErrNotFound) {
+		t.Errorf("Get after delete: %v, want ErrNotFound", err)
+	}
+	if _, _, err := c.Find(ctx, room.Key); !errors.Is(err, backend.ErrNotFound) {
+		t.Errorf("Find after delete: %v, want ErrNotFound", err)
+	}
+	if err := c.Update(ctx, ref, room); !errors.Is(err, backend.ErrNotFound) {
+		t.Errorf("Update after delete: %v, want ErrNotFound", err)
+	}
+	if err := c.Delete(ctx, ref); err != nil {
+		t.Errorf("second Delete: %v", err)
+	}
+	// The aliases went with the conference, so they can be used again.
+	if _, err := c.Create(ctx, again); err != nil {
+		t.Errorf("re-creating with the deleted room's aliases: %v", err)
+	}
+}
+
+func TestCreateIsIdempotent(t *testing.T) {
+	srv := newServer(t)
+	c := newClient(t, srv, nil)
+	room := sampleRoom(1)
+	ref1, err := c.Create(t.Context(), room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.ResetRequests()
+	ref2, err := c.Create(t.Context(), room)
+	if err != nil || ref2 != ref1 {
+		t.Fatalf("second Create = %q, %v; want %q", ref2, err, ref1)
+	}
+	expectRequests(t, srv, map[string]int{"GET conference": 1})
+	if n := len(srv.Rooms()); n != 1 {
+		t.Fatalf("%d rooms, want 1", n)
+	}
+}
+
+func TestCreateNameTakenByHandMadeRoom(t *testing.T) {
+	srv := newServer(t)
+	c := newClient(t, srv, nil)
+	room := sampleRoom(1)
+	hand := srv.CreateRoomByHand(room.Name, "boardroom@example.com")
+	before := srv.Rooms()
+
+	ref, err := c.Create(t.Context(), room)
+	if !errors.Is(err, backend.ErrConflict) || ref != "" {
+		t.Fatalf("Create = %q, %v; want ErrConflict", ref, err)
+	}
+	for _, want := range []string{room.Name, fmt.Sprint(hand)} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	if after := srv.Rooms(); !reflect.DeepEqual(after, before) {
+		t.Errorf("rooms changed:\n%+v\nwant\n%+v", after, before)
+	}
+}
+
+func TestCreateAliasTakenByAnotherRoom(t *testing.T) {
+	srv := newServer(t)
+	c := newClient(t, srv, nil)
+	room := sampleRoom(2)
+	hand := srv.CreateRoomByHand("lobby", room.Aliases[0], room.NumericID)
+	handBefore := srv.Rooms()[0]
+
+	ref, err := c.Create(t.Context(), room)
+	if !errors.Is(err, backend.ErrConflict) {
+		t.Fatalf("Create: %v, want ErrConflict", err)
+	}
+	for _, want := range []string{room.Aliases[0], "numeric id", room.NumericID, fmt.Sprint(hand)} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	if ref == "" {
+		t.Fatal("Create gave no reference for the conference it left in place")
+	}
+	got, err := c.Get(t.Context(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.NumericID != "" || !slices.Equal(got.Aliases, []string{room.Aliases[1]}) {
+		t.Errorf("our room has numeric id %q and aliases %v; want only %q", got.NumericID, got.Aliases, room.Aliases[1])
+	}
+
+	// Retrying neither duplicates the room nor takes the alias.
+	ref2, err := c.Create(t.Context(), room)
+	if !errors.Is(err, backend.ErrConflict) || ref2 != ref {
+		t.Fatalf("second Create = %q, %v; want %q and ErrConflict", ref2, err, ref)
+	}
+	rooms := srv.Rooms()
+	if len(rooms) != 2 || !reflect.DeepEqual(rooms[0], handBefore) {
+		t.Errorf("rooms = %+v; want the hand-made room untouched and ours", rooms)
+	}
+
+	// Renaming onto the hand-made room's name is a conflict too.
+	renamed := room
+	renamed.Name = "lobby"
+	if err := c.Update(t.Context(), ref, renamed); !errors.Is(err, backend.ErrConflict) {
+		t.Errorf("Update to a taken name: %v, want ErrConflict", err)
+	}
+}
+
+func TestDeleteMissingRoom(t *testing.T) {
+	srv := newServer(t)
+	c := newClient(t, srv, nil)
+	if err := c.Delete(t.Context(), "9999"); err != nil {
+		t.Errorf("Delete of a missing room: %v", err)
+	}
+	if _, err := c.Get(t.Context(), "9999"); !errors.Is(err, backend.ErrNotFound) {
+		t.Errorf("Get of a missing room: %v, want ErrNotFound", err)
+	}
+	for _, ref := range []string{"", "abc", "0", "-1", "012"} {
+		if err := c.Delete(t.Context(), ref); err == nil {
+			t.Errorf("Delete(%q) accepted a malformed reference", ref)
+		}
+	}
+}
+
+func TestBadCredentials(t *testing.T) {
+	srv := newServer(t)
+	c := newClient(t, srv, func(cfg *Config) { cfg.Password = "wrong password" })
+	_, _, err := c.Find(t.Context(), "uid-1")
+	if !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("Find: %v, want ErrUnauthorized", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "401") || !strings.Contains(msg, "password") || strings.Contains(msg, "wrong password") {
+		t.Errorf("unclear or leaky error: %q", msg)
+	}
+	expectRequests(t, srv, map[string]int{"GET conference": 1})
+}
+
+func TestErrorsNeverContainPINs(t *testing.T) {
+	srv := newServer(t)
+	c := newClient(t, srv, nil)
+	ctx := t.Context()
+
+	// The server quotes invalid PINs in its validation messages.
+	bad := sampleRoom(3)
+	bad.HostPIN = "90ab3"
+	bad.GuestPIN = "80cd3"
+	_, err := c.Create(ctx, bad)
+	checkNoPIN(t, err, bad)
+	if err == nil || !strings.Contains(err.Error(), `"pin"`) {
+		t.Errorf("error should still name the rejected field: %v", err)
+	}
+
+	good := sampleRoom(4)
+	ref, err := c.Create(ctx, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := good
+	same.GuestPIN = good.HostPIN
+	err = c.Update(ctx, ref, same)
+	if err == nil {
+		t.Fatal("Update with equal host and guest PINs succeeded")
+	}
+	checkNoPIN(t, err, good)
+
+	srv.CreateRoomByHand("taken", "taken@example.com")
+	clash := sampleRoom(5)
+	clash.Name = "taken"
+	_, err = c.Create(ctx, clash)
+	checkNoPIN(t, err, clash)
+
+	// Bodies that are not JSON are scrubbed too.
+	s := redactBody([]byte(`<pre>{"pin": 9090111, "guest_pin": "8080111", "name": "x"</pre> 9090111`), []string{"9090111"})
+	if strings.Contains(s, "9090111") || strings.Contains(s, "8080111") {
+		t.Errorf("redactBody left a PIN: %s", s)
+	}
+}
+
+func checkNoPIN(t *testing.T, err error, room backend.Room) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("expected an error")
+	}
+	for _, pin := range []string{room.HostPIN, room.GuestPIN} {
+		if pin != "" && strings.Contains(err.Error(), pin) {
+			t.Errorf("error contains PIN %q: %s", pin, err)
+		}
+	}
+}
+
+// A conference created whose answer never arrives must not be created twice.
+func TestLostCreateAnswers(t *testing.T) {
+	type counts = map[string]int
+	cases := []struct {
+		name  string
+		fault string
+		modes []pexiptest.FaultMode
+		// want is nil where a late write races the lookup.
+		want counts
+	}{
+		{"conference applied, answer lost", "POST conference", []pexiptest.FaultMode{pexiptest.FaultHangAfterApply},
+			counts{"GET conference": 2, "POST conference": 1, "POST conference_alias": 3}},
+		{"conference applied after timeout", "POST conference", []pexiptest.FaultMode{pexiptest.FaultHangBeforeApply}, nil},
+		{"conference applied, 502", "POST conference", []pexiptest.FaultMode{pexiptest.FaultErrorAfterApply},
+			counts{"GET conference": 2, "POST conference": 1, "POST conference_alias": 3}},
+		{"conference not applied, 503", "POST conference", []pexiptest.FaultMode{pexiptest.FaultError},
+			counts{"GET conference": 2, "POST conference": 2, "POST conference_alias": 3}},
+		{"alias applied, answer lost", "POST conference_alias", []pexiptest.FaultMode{pexiptest.FaultHangAfterApply},
+			counts{"GET conference": 1, "POST conference": 1, "POST conference_alias": 3, "GET conference_alias": 1}},
+		{"alias applied after timeout", "POST conference_alias", []pexiptest.FaultMode{pexiptest.FaultHangBeforeApply}, nil},
+		{"alias applied, 502", "POST conference_alias", []pexiptest.FaultMode{pexiptest.FaultErrorAfterApply},
+			counts{"GET conference": 1, "POST conference": 1, "POST conference_alias": 3, "GET conference_alias": 1}},
+		{"rate limited", "POST conference", []pexiptest.FaultMode{pexiptest.FaultRateLimit, pexiptest.FaultRateLimit},
+			counts{"GET conference": 1, "POST conference": 3, "POST conference_alias": 3}},
+		{"list errors", "GET conference", []pexiptest.FaultMode{pexiptest.FaultError, pexiptest.FaultHangAfterApply},
+			counts{"GET conference": 3, "POST conference": 1, "POST conference_alias": 3}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newServer(t)
+			c := newClient(t, srv, func(cfg *Config) { cfg.RequestTimeout = 100 * time.Millisecond })
+			srv.FailNext(tc.fault, tc.modes...)
+			room := sampleRoom(1)
+			ref, err := c.Create(t.Context(), room)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv.Close() // waits for late writes
+			if tc.want != nil {
+				expectRequests(t, srv, tc.want)
+			}
+			rooms := srv.Rooms()
+			if len(rooms) != 1 || fmt.Sprint(rooms[0].ID) != ref || len(rooms[0].Aliases) != 3 {
+				t.Fatalf("ref %s, rooms %+v; want one room with 3 aliases", ref, rooms)
+			}
+		})
+	}
+}
+
+func TestRetriesGiveUp(t *testing.T) {
+	srv := newServer(t)
+	c := newClient(t, srv, func(cfg *Config) { cfg.MaxRetries = 2 })
+	srv.SetFaults(pexiptest.Faults{RateLimitRate: 1})
+	_, _, err := c.Find(t.Context(), "uid-1")
+	if err == nil || !strings.Contains(err.Error(), "429") || !strings.Contains(err.Error(), "3 attempts") {
+		t.Fatalf("Find: %v; want a rate-limit error after 3 attempts", err)
+	}
+	expectRequests(t, srv, map[string]int{"GET conference": 3})
+
+	// A POST that fails ambiguously each time is settled by lookups, never re-sent blindly.
+	srv.SetFaults(pexiptest.Faults{})
+	srv.FailNext("POST conference", pexiptest.FaultError, pexiptest.FaultError, pexiptest.FaultError)
+	if _, err := c.Create(t.Context(), sampleRoom(1)); err == nil {
+		t.Fatal("Create succeeded through three server errors with two retries")
+	}
+	expectRequests(t, srv, map[string]int{"GET conference": 3, "POST conference": 3})
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, _, err := c.Find(ctx, "uid-1"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Find with a cancelled context: %v", err)
+	}
+}
+
+// Like a controller: many rooms at once, each Create repeated until it
+// succeeds, against a server that fails a third of the requests.
+func TestConcurrentCreateWithFaults(t *testing.T) {
+	srv := newServer(t)
+	c := newClient(t, srv, func(cfg *Config) {
+		cfg.RequestTimeout = 200 * time.Millisecond
+		// Few retries, so that the caller's loop is exercised as well.
+		cfg.MaxRetries = 1
+		cfg.RetryBaseDelay = 5 * time.Millisecond
+		cfg.RetryMaxDelay = 50 * time.Millisecond
+	})
+	srv.SetFaults(pexiptest.Faults{ErrorRate: 0.15, TimeoutRate: 0.15, RateLimitRate: 0.05, Hang: 5 * time.Second, Seed: 7})
+	ctx, cancel := context.WithTimeout(t.Context(), 25*time.Second)
+	defer cancel()
+
+	const n = 50
+	refs := make([]string, n)
+	var mu sync.Mutex
+	var errs []error
+	record := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		errs = append(errs, err)
+	}
+	untilDone := func(op func() error) {
+		for ctx.Err() == nil {
+			err := op()
+			if err == nil {
+				return
+			}
+			record(err)
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			untilDone(func() (err error) {
+				refs[i], err = c.Create(ctx, sampleRoom(i))
+				return err
+			})
+		})
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		t.Fatal("rooms were not all created in time")
+	}
+	createErrs := len(errs)
+
+	// Rename every other room under the same faults.
+	for i := 0; i < n; i += 2 {
+		wg.Go(func() {
+			room := sampleRoom(i)
+			room.Name += "-renamed"
+			untilDone(func() error { return c.Update(ctx, refs[i], room) })
+		})
+	}
+	wg.Wait()
+	srv.SetFaults(pexiptest.Faults{})
+	reqs := srv.Requests()
+	srv.Close() // waits for late writes
+
+	byTag := map[string][]pexiptest.Conference{}
+	for _, r := range srv.Rooms() {
+		byTag[r.Tag] = append(byTag[r.Tag], r)
+	}
+	if len(byTag) != n {
+		t.Errorf("%d distinct tags, want %d", len(byTag), n)
+	}
+	for i := range n {
+		room := sampleRoom(i)
+		if i%2 == 0 {
+			room.Name += "-renamed"
+		}
+		got := byTag[room.Key]
+		if len(got) != 1 {
+			t.Errorf("key %s: %d rooms, want 1", room.Key, len(got))
+			continue
+		}
+		var aliases []string
+		for _, a := range got[0].Aliases {
+			aliases = append(aliases, a.Alias)
+		}
+		slices.Sort(aliases)
+		want := slices.Sorted(slices.Values(append([]string{room.NumericID}, room.Aliases...)))
+		if fmt.Sprint(got[0].ID) != refs[i] || got[0].Name != room.Name || !slices.Equal(aliases, want) {
+			t.Errorf("key %s: got %+v, want ref %s named %q with aliases %v", room.Key, got[0], refs[i], room.Name, want)
+		}
+	}
+	for _, err := range errs {
+		if errors.Is(err, backend.ErrConflict) {
+			t.Errorf("false conflict: %v", err)
+		}
+		for i := range n {
+			checkNoPIN(t, err, sampleRoom(i))
+		}
+	}
+	t.Logf("%d failed Create calls, %d failed Update calls; requests: %v", createErrs, len(errs)-createErrs, reqs)
+}
+
+func TestListFollowsNext(t *testing.T) {
+	srv := newServer(t)
+	c := newClient(t, srv, nil)
+	srv.SetMaxPageSize(2)
+	for i := range 5 {
+		srv.CreateRoomByHand(fmt.Sprintf("room-%d", i))
+	}
+	srv.ResetRequests()
+	all, err := listAll[conference](t.Context(), c, conferencePath, nil)
+	if err != nil || len(all) != 5 {
+		t.Fatalf("listAll = %d objects, %v; want 5", len(all), err)
+	}
+	expectRequests(t, srv, map[string]int{"GET conference": 3})
+}
+
+func TestLoadCredentials(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "username"), []byte("api-user\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "password"), []byte(" pass word \r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	u, p, err := LoadCredentials(dir)
+	if err != nil || u != "api-user" || p != " pass word " {
+		t.Fatalf("LoadCredentials = %q, %q, %v", u, p, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "password"), []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := LoadCredentials(dir); err == nil {
+		t.Error("empty password accepted")
+	}
+	if _, _, err := LoadCredentials(t.TempDir()); err == nil {
+		t.Error("missing files accepted")
+	}
+}
+
+func TestNewChecksConfig(t *testing.T) {
+	for _, cfg := range []Config{
+		{URL: "pexip.example", Username: "u", Password: "p"},
+		{URL: "ftp://pexip.example/", Username: "u", Password: "p"},
+		{URL: "https://u:p@pexip.example/", Username: "u", Password: "p"},
+		{URL: "https://pexip.example/"},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v) accepted", cfg)
+		}
+	}
+	c, err := New(Config{URL: "https://pexip.example/admin/", Username: "u", Password: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.endpoint(conferencePath, nil); got != "https://pexip.example/admin/api/admin/configuration/v1/conference/" {
+		t.Errorf("endpoint = %s", got)
+	}
+	if c.Name() != "pexip" || c.timeout != 10*time.Second || c.maxRetries != 5 {
+		t.Errorf("defaults not applied: %+v", c)
+	}
+}
+
+func TestIDFromURI(t *testing.T) {
+	for uri, want := range map[string]int{
+		"https://pexip.example/api/admin/configuration/v1/conference/42/":      42,
+		"/api/admin/configuration/v1/conference/7/":                            7,
+		"https://pexip.example/admin/api/admin/configuration/v1/conference/9/": 9,
+		"/api/admin/configuration/v1/conference_alias/7/":                      0,
+		"/api/admin/configuration/v1/conference/x/":                            0,
+		"": 0,
+	} {
+		if got, _ := idFromURI(uri, conferencePath); got != want {
+			t.Errorf("idFromURI(%q) = %d, want %d", uri, got, want)
+		}
+	}
+}

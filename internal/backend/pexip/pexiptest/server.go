@@ -1,0 +1,758 @@
+// Package pexiptest is an in-memory stand-in for the Pexip Infinity management
+// configuration API (conferences and conference aliases), with fault
+// injection, for tests of the pexip backend.
+//
+// It follows the real API where the backend depends on it: Basic auth, 201
+// with a Location header and an empty body on create, 202 on update, 204 on
+// delete, 400 with {"<resource>": {"<field>": [...]}} on validation errors,
+// list filters and meta/next pagination (limit defaults to 20, 0 means no
+// limit), unique conference names and aliases, and aliases deleted with
+// their conference.
+package pexiptest
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	apiPrefix        = "/api/admin/configuration/v1/"
+	kindConference   = "conference"
+	kindAlias        = "conference_alias"
+	defaultPageLimit = 20
+	defaultHang      = 2 * time.Second
+)
+
+// Conference is a stored conference with its aliases.
+type Conference struct {
+	ID               int
+	Name             string
+	Description      string
+	ServiceType      string
+	PIN              string
+	GuestPIN         string
+	AllowGuests      bool
+	ParticipantLimit *int
+	Tag              string
+	Aliases          []Alias
+}
+
+// Alias is a stored conference alias.
+type Alias struct {
+	ID           int
+	Alias        string
+	Description  string
+	ConferenceID int
+}
+
+// Faults makes a fraction of requests fail. The fractions are drawn
+// independently per request, in the order rate limit, error, timeout.
+type Faults struct {
+	// ErrorRate answers 500, 502 or 503; half of these are sent after the
+	// request was applied, as a proxy in front of a working server would.
+	ErrorRate float64
+	// TimeoutRate holds the request for Hang: half of these apply the
+	// request and then hang (a lost answer), half hang and then apply it
+	// anyway (a request that lands after the client gave up).
+	TimeoutRate float64
+	// RateLimitRate answers 429 with Retry-After 0 or 1, without applying.
+	RateLimitRate float64
+	// Hang is how long a timed-out request is held, cut short when the
+	// client goes away; default 2s. Make it longer than the client's timeout.
+	Hang time.Duration
+	Seed int64
+}
+
+// FaultMode is one way of failing a request, for FailNext.
+type FaultMode int
+
+const (
+	// FaultError answers 503 without applying the request.
+	FaultError FaultMode = iota + 1
+	// FaultErrorAfterApply applies the request, then answers 502.
+	FaultErrorAfterApply
+	// FaultHangBeforeApply holds the request until the client gives up (or
+	// Hang passes), then applies it.
+	FaultHangBeforeApply
+	// FaultHangAfterApply applies the request, then holds the answer until
+	// the client gives up (or Hang passes).
+	FaultHangAfterApply
+	// FaultRateLimit answers 429 with Retry-After 0 or 1, without applying.
+	FaultRateLimit
+)
+
+// Server is the fake management API. It is safe for concurrent use.
+type Server struct {
+	// URL is the base URL to configure the client with.
+	URL string
+
+	hs       *httptest.Server
+	username string
+	password string
+
+	mu          sync.Mutex
+	conferences map[int]*Conference // Aliases unused here; see aliases
+	aliases     map[int]*Alias
+	nextConfID  int
+	nextAliasID int
+	faults      Faults
+	rng         *rand.Rand
+	scripted    map[string][]FaultMode
+	requests    map[string]int
+	maxLimit    int
+}
+
+// NewServer starts a server that accepts only the given credentials.
+func NewServer(username, password string) *Server {
+	s := &Server{
+		username:    username,
+		password:    password,
+		conferences: map[int]*Conference{},
+		aliases:     map[int]*Alias{},
+		nextConfID:  1,
+		nextAliasID: 1,
+		rng:         rand.New(rand.NewPCG(0, 0)),
+		scripted:    map[string][]FaultMode{},
+		requests:    map[string]int{},
+	}
+	s.hs = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
+	s.URL = s.hs.URL + "/"
+	return s
+}
+
+// Close stops the server after the requests in progress have finished, so
+// that the state read afterwards includes every late write.
+func (s *Server) Close() { s.hs.Close() }
+
+// SetFaults replaces the random fault configuration and reseeds it.
+func (s *Server) SetFaults(f Faults) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f.Hang <= 0 {
+		f.Hang = defaultHang
+	}
+	s.faults = f
+	s.rng = rand.New(rand.NewPCG(uint64(f.Seed), 0x9e3779b97f4a7c15))
+}
+
+// FailNext makes the next requests of a kind ("POST conference",
+// "GET conference_alias", ...) fail in the given modes, one each, before
+// random faults apply.
+func (s *Server) FailNext(request string, modes ...FaultMode) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.scripted[request] = append(s.scripted[request], modes...)
+}
+
+// SetMaxPageSize caps the list limit (0: no cap), to exercise pagination.
+func (s *Server) SetMaxPageSize(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maxLimit = n
+}
+
+// Requests counts the requests received, by method and resource, e.g.
+// "POST conference", "GET conference_alias"; failed ones included.
+func (s *Server) Requests() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.requests))
+	for k, v := range s.requests {
+		out[k] = v
+	}
+	return out
+}
+
+// ResetRequests sets the request counters to zero.
+func (s *Server) ResetRequests() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.requests)
+}
+
+// Rooms returns copies of all conferences with their aliases, by id.
+func (s *Server) Rooms() []Conference {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Conference, 0, len(s.conferences))
+	for _, id := range sortedKeys(s.conferences) {
+		out = append(out, s.snapshot(id))
+	}
+	return out
+}
+
+// CreateRoomByHand adds an untagged conference, as an administrator would,
+// and returns its id. It panics if the name or an alias is taken.
+func (s *Server) CreateRoomByHand(name string, aliases ...string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.nameTaken(name, 0) {
+		panic("pexiptest: conference name taken: " + name)
+	}
+	id := s.nextConfID
+	s.nextConfID++
+	s.conferences[id] = &Conference{ID: id, Name: name, ServiceType: "conference"}
+	for _, a := range aliases {
+		if s.aliasTaken(a, 0) {
+			panic("pexiptest: alias taken: " + a)
+		}
+		s.aliases[s.nextAliasID] = &Alias{ID: s.nextAliasID, Alias: a, ConferenceID: id}
+		s.nextAliasID++
+	}
+	return id
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	kind, id, pathOK := parsePath(r.URL.Path)
+	reqName := r.Method + " " + kind
+	body, readErr := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+
+	s.mu.Lock()
+	s.requests[reqName]++
+	mode, hang := s.drawFault(reqName)
+	s.mu.Unlock()
+
+	user, pass, ok := r.BasicAuth()
+	switch {
+	case !pathOK:
+		http.NotFound(w, r)
+		return
+	case !ok || user != s.username || pass != s.password:
+		w.Header().Set("WWW-Authenticate", `Basic realm="Pexip"`)
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	case readErr != nil:
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+
+	apply := func(w http.ResponseWriter) { s.handle(w, r, kind, id, body) }
+	wait := func() {
+		t := time.NewTimer(hang)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+		}
+	}
+	switch mode {
+	case 0:
+		apply(w)
+	case FaultRateLimit:
+		w.Header().Set("Retry-After", strconv.Itoa(s.coin()))
+		w.WriteHeader(http.StatusTooManyRequests)
+	case FaultError:
+		w.WriteHeader([]int{500, 502, 503}[s.pick(3)])
+	case FaultErrorAfterApply:
+		apply(httptest.NewRecorder())
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusBadGateway)
+		_, _ = io.WriteString(w, "<html><body>502 Bad Gateway</body></html>")
+	case FaultHangBeforeApply:
+		wait()
+		apply(w)
+	case FaultHangAfterApply:
+		rec := httptest.NewRecorder()
+		apply(rec)
+		wait()
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	}
+}
+
+// drawFault is called with s.mu held.
+func (s *Server) drawFault(reqName string) (FaultMode, time.Duration) {
+	hang := s.faults.Hang
+	if hang <= 0 {
+		hang = defaultHang
+	}
+	if q := s.scripted[reqName]; len(q) > 0 {
+		s.scripted[reqName] = q[1:]
+		return q[0], hang
+	}
+	f := s.faults
+	x := s.rng.Float64()
+	switch {
+	case x < f.RateLimitRate:
+		return FaultRateLimit, hang
+	case x < f.RateLimitRate+f.ErrorRate:
+		if s.rng.IntN(2) == 0 {
+			return FaultError, hang
+		}
+		return FaultErrorAfterApply, hang
+	case x < f.RateLimitRate+f.ErrorRate+f.TimeoutRate:
+		if s.rng.IntN(2) == 0 {
+			return FaultHangBeforeApply, hang
+		}
+		return FaultHangAfterApply, hang
+	}
+	return 0, hang
+}
+
+func (s *Server) pick(n int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rng.IntN(n)
+}
+
+func (s *Server) coin() int { return s.pick(2) }
+
+func parsePath(p string) (kind string, id int, ok bool) {
+	rest, found := strings.CutPrefix(p, apiPrefix)
+	if !found || !strings.HasSuffix(rest, "/") {
+		return "other", 0, false
+	}
+	parts := strings.Split(strings.TrimSuffix(rest, "/"), "/")
+	kind = parts[0]
+	if kind != kindConference && kind != kindAlias {
+		return "other", 0, false
+	}
+	switch len(parts) {
+	case 1:
+		return kind, 0, true
+	case 2:
+		id, err := strconv.Atoi(parts[1])
+		return kind, id, err == nil && id > 0
+	}
+	return kind, 0, false
+}
+
+func (s *Server) handle(w http.ResponseWriter, r *http.Request, kind string, id int, body []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case id == 0 && r.Method == http.MethodGet:
+		s.list(w, r, kind)
+	case id == 0 && r.Method == http.MethodPost:
+		s.create(w, r, kind, body)
+	case id != 0 && r.Method == http.MethodGet:
+		s.get(w, kind, id)
+	case id != 0 && r.Method == http.MethodPatch:
+		s.patch(w, kind, id, body)
+	case id != 0 && r.Method == http.MethodDelete:
+		s.delete(w, kind, id)
+	default:
+		w.WriteHeader(http.StatusMethodNotAllowed)
+	}
+}
+
+// JSON shapes of the API.
+
+type conferenceJSON struct {
+	ID               int         `json:"id"`
+	Name             string      `json:"name"`
+	Description      string      `json:"description"`
+	ServiceType      string      `json:"service_type"`
+	PIN              string      `json:"pin"`
+	GuestPIN         string      `json:"guest_pin"`
+	AllowGuests      bool        `json:"allow_guests"`
+	ParticipantLimit *int        `json:"participant_limit"`
+	Tag              string      `json:"tag"`
+	Aliases          []aliasJSON `json:"aliases"`
+	ResourceURI      string      `json:"resource_uri"`
+}
+
+type aliasJSON struct {
+	ID          int    `json:"id"`
+	Alias       string `json:"alias"`
+	Conference  string `json:"conference"`
+	Description string `json:"description"`
+	ResourceURI string `json:"resource_uri"`
+}
+
+type meta struct {
+	Limit      int     `json:"limit"`
+	Next       *string `json:"next"`
+	Offset     int     `json:"offset"`
+	Previous   *string `json:"previous"`
+	TotalCount int     `json:"total_count"`
+}
+
+func uri(kind string, id int) string { return apiPrefix + kind + "/" + strconv.Itoa(id) + "/" }
+
+func (s *Server) aliasJSON(a *Alias) aliasJSON {
+	return aliasJSON{
+		ID:          a.ID,
+		Alias:       a.Alias,
+		Conference:  uri(kindConference, a.ConferenceID),
+		Description: a.Description,
+		ResourceURI: uri(kindAlias, a.ID),
+	}
+}
+
+func (s *Server) conferenceJSON(id int) conferenceJSON {
+	c := s.snapshot(id)
+	out := conferenceJSON{
+		ID:               c.ID,
+		Name:             c.Name,
+		Description:      c.Description,
+		ServiceType:      c.ServiceType,
+		PIN:              c.PIN,
+		GuestPIN:         c.GuestPIN,
+		AllowGuests:      c.AllowGuests,
+		ParticipantLimit: c.ParticipantLimit,
+		Tag:              c.Tag,
+		Aliases:          []aliasJSON{},
+		ResourceURI:      uri(kindConference, c.ID),
+	}
+	for _, a := range c.Aliases {
+		out.Aliases = append(out.Aliases, s.aliasJSON(&a))
+	}
+	return out
+}
+
+// snapshot is called with s.mu held.
+func (s *Server) snapshot(id int) Conference {
+	c := *s.conferences[id]
+	if c.ParticipantLimit != nil {
+		v := *c.ParticipantLimit
+		c.ParticipantLimit = &v
+	}
+	c.Aliases = nil
+	for _, aid := range sortedKeys(s.aliases) {
+		if a := s.aliases[aid]; a.ConferenceID == id {
+			c.Aliases = append(c.Aliases, *a)
+		}
+	}
+	return c
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request, kind string) {
+	q := r.URL.Query()
+	filters := map[string]bool{"name": true, "tag": true, "service_type": true}
+	if kind == kindAlias {
+		filters = map[string]bool{"alias": true, "conference": true}
+	}
+	for k := range q {
+		if k != "limit" && k != "offset" && k != "format" && !filters[k] {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("The '%s' field does not allow filtering.", k)})
+			return
+		}
+	}
+	limit, offset := defaultPageLimit, 0
+	var err error
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 0 {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "Invalid limit provided."})
+			return
+		}
+	}
+	if v := q.Get("offset"); v != "" {
+		if offset, err = strconv.Atoi(v); err != nil || offset < 0 {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "Invalid offset provided."})
+			return
+		}
+	}
+	if s.maxLimit > 0 && (limit == 0 || limit > s.maxLimit) {
+		limit = s.maxLimit
+	}
+
+	var objects []any
+	if kind == kindConference {
+		for _, id := range sortedKeys(s.conferences) {
+			c := s.conferences[id]
+			if match(q, "name", c.Name) && match(q, "tag", c.Tag) && match(q, "service_type", c.ServiceType) {
+				objects = append(objects, s.conferenceJSON(id))
+			}
+		}
+	} else {
+		for _, id := range sortedKeys(s.aliases) {
+			a := s.aliases[id]
+			if match(q, "alias", a.Alias) && (!q.Has("conference") || q.Get("conference") == strconv.Itoa(a.ConferenceID)) {
+				objects = append(objects, s.aliasJSON(a))
+			}
+		}
+	}
+
+	total := len(objects)
+	page := objects[min(offset, total):]
+	if limit > 0 && len(page) > limit {
+		page = page[:limit]
+	}
+	m := meta{Limit: limit, Offset: offset, TotalCount: total}
+	link := func(off int) *string {
+		lq := url.Values{}
+		for k, v := range q {
+			lq[k] = v
+		}
+		lq.Set("limit", strconv.Itoa(limit))
+		lq.Set("offset", strconv.Itoa(off))
+		l := apiPrefix + kind + "/?" + lq.Encode()
+		return &l
+	}
+	if limit > 0 && offset+limit < total {
+		m.Next = link(offset + limit)
+	}
+	if limit > 0 && offset > 0 {
+		m.Previous = link(max(offset-limit, 0))
+	}
+	if page == nil {
+		page = []any{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"meta": m, "objects": page})
+}
+
+func match(q url.Values, key, value string) bool {
+	return !q.Has(key) || q.Get(key) == value
+}
+
+func (s *Server) get(w http.ResponseWriter, kind string, id int) {
+	if kind == kindConference {
+		if _, ok := s.conferences[id]; !ok {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		writeJSON(w, http.StatusOK, s.conferenceJSON(id))
+		return
+	}
+	a, ok := s.aliases[id]
+	if !ok {
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.aliasJSON(a))
+}
+
+func (s *Server) create(w http.ResponseWriter, r *http.Request, kind string, body []byte) {
+	var id int
+	if kind == kindConference {
+		c := &Conference{ServiceType: "conference"}
+		if !s.applyConference(w, c, body) {
+			return
+		}
+		id = s.nextConfID
+		s.nextConfID++
+		c.ID = id
+		s.conferences[id] = c
+	} else {
+		a := &Alias{}
+		if !s.applyAlias(w, a, body, true) {
+			return
+		}
+		id = s.nextAliasID
+		s.nextAliasID++
+		a.ID = id
+		s.aliases[id] = a
+	}
+	w.Header().Set("Location", "http://"+r.Host+uri(kind, id))
+	w.WriteHeader(http.StatusCreated)
+}
+
+func (s *Server) patch(w http.ResponseWriter, kind string, id int, body []byte) {
+	var ok bool
+	if kind == kindConference {
+		var c *Conference
+		if c, ok = s.conferences[id]; ok && !s.applyConference(w, c, body) {
+			return
+		}
+	} else {
+		var a *Alias
+		if a, ok = s.aliases[id]; ok && !s.applyAlias(w, a, body, false) {
+			return
+		}
+	}
+	if !ok {
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (s *Server) delete(w http.ResponseWriter, kind string, id int) {
+	if kind == kindConference {
+		if _, ok := s.conferences[id]; !ok {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		delete(s.conferences, id)
+		for aid, a := range s.aliases {
+			if a.ConferenceID == id {
+				delete(s.aliases, aid)
+			}
+		}
+	} else {
+		if _, ok := s.aliases[id]; !ok {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		delete(s.aliases, id)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+var pinFormat = regexp.MustCompile(`^[0-9]{4,20}#?$`)
+
+var serviceTypes = map[string]bool{"conference": true, "lecture": true, "two_stage_dialing": true, "test_call": true}
+
+// applyConference validates body and applies it to c only if valid, writing a 400 and returning false when it is invalid. Validation messages
+// quote the rejected PIN, as a careless server might, so that clients are
+// tested for not repeating it.
+func (s *Server) applyConference(w http.ResponseWriter, c *Conference, body []byte) bool {
+	var in map[string]json.RawMessage
+	if err := json.Unmarshal(body, &in); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "Malformed JSON."})
+		return false
+	}
+	errs := map[string][]string{}
+	str := func(field string, dst *string) {
+		raw, ok := in[field]
+		if !ok {
+			return
+		}
+		if err := json.Unmarshal(raw, dst); err != nil {
+			errs[field] = append(errs[field], "Expected a string.")
+		}
+	}
+	next := *c
+	str("name", &next.Name)
+	str("description", &next.Description)
+	str("service_type", &next.ServiceType)
+	str("pin", &next.PIN)
+	str("guest_pin", &next.GuestPIN)
+	str("tag", &next.Tag)
+	if raw, ok := in["allow_guests"]; ok {
+		if err := json.Unmarshal(raw, &next.AllowGuests); err != nil {
+			errs["allow_guests"] = append(errs["allow_guests"], "Expected a boolean.")
+		}
+	}
+	if raw, ok := in["participant_limit"]; ok {
+		var v *int
+		if err := json.Unmarshal(raw, &v); err != nil || (v != nil && (*v < 0 || *v > 1000000)) {
+			errs["participant_limit"] = append(errs["participant_limit"], "Expected null or an integer between 0 and 1000000.")
+		} else {
+			next.ParticipantLimit = v
+		}
+	}
+	switch {
+	case next.Name == "":
+		errs["name"] = append(errs["name"], "This field is required.")
+	case len(next.Name) > 250:
+		errs["name"] = append(errs["name"], "Ensure this value has at most 250 characters.")
+	case s.nameTaken(next.Name, c.ID):
+		errs["name"] = append(errs["name"], "Conference with this Name already exists.")
+	}
+	if !serviceTypes[next.ServiceType] {
+		errs["service_type"] = append(errs["service_type"], fmt.Sprintf("Select a valid choice. %s is not one of the available choices.", next.ServiceType))
+	}
+	for field, v := range map[string]string{"pin": next.PIN, "guest_pin": next.GuestPIN} {
+		if v != "" && !pinFormat.MatchString(v) {
+			errs[field] = append(errs[field], fmt.Sprintf("Invalid PIN '%s': a PIN is 4 to 20 digits.", v))
+		}
+	}
+	if next.GuestPIN != "" && next.PIN == "" {
+		errs["guest_pin"] = append(errs["guest_pin"], "A Guest PIN requires a Host PIN.")
+	}
+	if next.GuestPIN != "" && next.GuestPIN == next.PIN {
+		errs["guest_pin"] = append(errs["guest_pin"], fmt.Sprintf("Guest PIN %s must differ from the Host PIN %s.", next.GuestPIN, next.PIN))
+	}
+	if len(next.Tag) > 250 {
+		errs["tag"] = append(errs["tag"], "Ensure this value has at most 250 characters.")
+	}
+	if len(errs) > 0 {
+		writeJSON(w, http.StatusBadRequest, map[string]any{kindConference: errs})
+		return false
+	}
+	*c = next
+	return true
+}
+
+func (s *Server) applyAlias(w http.ResponseWriter, a *Alias, body []byte, creating bool) bool {
+	var in struct {
+		Alias       *string `json:"alias"`
+		Conference  *string `json:"conference"`
+		Description *string `json:"description"`
+	}
+	if err := json.Unmarshal(body, &in); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "Malformed JSON."})
+		return false
+	}
+	errs := map[string][]string{}
+	next := *a
+	if in.Alias != nil {
+		next.Alias = *in.Alias
+	}
+	if in.Description != nil {
+		next.Description = *in.Description
+	}
+	if in.Conference != nil {
+		id, ok := conferenceID(*in.Conference)
+		if _, exists := s.conferences[id]; !ok || !exists {
+			errs["conference"] = append(errs["conference"], fmt.Sprintf("Could not find the conference %q.", *in.Conference))
+		}
+		next.ConferenceID = id
+	} else if creating {
+		errs["conference"] = append(errs["conference"], "This field is required.")
+	}
+	switch {
+	case next.Alias == "":
+		errs["alias"] = append(errs["alias"], "This field is required.")
+	case s.aliasTaken(next.Alias, a.ID):
+		errs["alias"] = append(errs["alias"], "Conference alias with this Alias already exists.")
+	}
+	if len(errs) > 0 {
+		writeJSON(w, http.StatusBadRequest, map[string]any{kindAlias: errs})
+		return false
+	}
+	*a = next
+	return true
+}
+
+func conferenceID(ref string) (int, bool) {
+	u, err := url.Parse(ref)
+	if err != nil {
+		return 0, false
+	}
+	rest, ok := strings.CutPrefix(u.Path, apiPrefix+kindConference+"/")
+	if !ok {
+		return 0, false
+	}
+	id, err := strconv.Atoi(strings.TrimSuffix(rest, "/"))
+	return id, err == nil && id > 0
+}
+
+func (s *Server) nameTaken(name string, except int) bool {
+	for id, c := range s.conferences {
+		if id != except && c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) aliasTaken(alias string, except int) bool {
+	for id, a := range s.aliases {
+		if id != except && a.Alias == alias {
+			return true
+		}
+	}
+	return false
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func sortedKeys[V any](m map[int]V) []int {
+	keys := make([]int, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

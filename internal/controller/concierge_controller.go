@@ -1,0 +1,86 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1 "visio.dev/operator/api/v1alpha1"
+	"visio.dev/operator/internal/index"
+)
+
+// conciergesKey is the one work item of the ConciergeReconciler: concierges
+// work across all entities, so their bindings are recomputed as a whole.
+var conciergesKey = reconcile.Request{NamespacedName: types.NamespacedName{Name: "concierges"}}
+
+// ConciergeReconciler binds every Concierge PlatformUser, whatever its entity,
+// to the concierge ClusterRole, and to the room PINs of every entity namespace.
+type ConciergeReconciler struct {
+	client.Client
+	RBAC RBACOptions
+}
+
+// Reconcile recomputes the concierge bindings.
+func (r *ConciergeReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+	concierges := &v1.PlatformUserList{}
+	if err := r.List(ctx, concierges, client.MatchingFields{index.UserRole: string(v1.RoleConcierge)}); err != nil {
+		return ctrl.Result{}, fmt.Errorf("cannot list concierges: %w", err)
+	}
+	subs := subjects(r.RBAC, concierges.Items)
+	labels := map[string]string{v1.ManagedByLabel: v1.ManagedByValue}
+	if err := applyRBAC(ctx, r.Client, nil, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: ConciergesBinding, Labels: labels},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ClusterRoleConcierge},
+		Subjects:   subs,
+	}); err != nil {
+		return ctrl.Result{}, err
+	}
+
+	namespaces := &corev1.NamespaceList{}
+	if err := r.List(ctx, namespaces, client.HasLabels{v1.EntityLabel}); err != nil {
+		return ctrl.Result{}, fmt.Errorf("cannot list entity namespaces: %w", err)
+	}
+	for i := range namespaces.Items {
+		ns := &namespaces.Items[i]
+		owner := metav1.GetControllerOf(ns)
+		if owner == nil || owner.Kind != "Entity" || !ns.DeletionTimestamp.IsZero() {
+			continue
+		}
+		entity := &v1.Entity{ObjectMeta: metav1.ObjectMeta{Name: owner.Name, UID: owner.UID}}
+		entity.SetGroupVersionKind(v1.GroupVersion.WithKind("Entity"))
+		if err := applyRBAC(ctx, r.Client, entity, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: ConciergePINsBinding, Namespace: ns.Name,
+				Labels: map[string]string{v1.ManagedByLabel: v1.ManagedByValue, v1.EntityLabel: owner.Name}},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ClusterRoleConciergePINs},
+			Subjects: subs,
+		}); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+// SetupWithManager registers the controller. Any PlatformUser or entity
+// namespace change maps to the single work item; the queue coalesces bursts.
+func (r *ConciergeReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{conciergesKey}
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("concierge").
+		Watches(&v1.PlatformUser{}, all).
+		Watches(&corev1.Namespace{}, all).
+		Watches(&rbacv1.ClusterRoleBinding{}, all, builder.WithPredicates(predicate.NewPredicateFuncs(
+			func(o client.Object) bool { return o.GetName() == ConciergesBinding }))).
+		Complete(r)
+}

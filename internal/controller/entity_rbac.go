@@ -1,0 +1,179 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	v1 "visio.dev/operator/api/v1alpha1"
+	"visio.dev/operator/internal/index"
+)
+
+// The ClusterRoles the operator ships (config/rbac/roles.yaml and the chart)
+// and binds; their rules are the platform's role table made into permissions.
+const (
+	// ClusterRoleEntityAdministrator: full on PlatformUsers, read on pools and
+	// rooms, bound per entity namespace to its Administrators.
+	ClusterRoleEntityAdministrator = "visio-entity-administrator"
+	// ClusterRoleConcierge: full on VMRs everywhere, read on everything else.
+	ClusterRoleConcierge = "visio-concierge"
+	// ClusterRoleConciergePINs: the PIN Secrets of rooms, bound to concierges in
+	// entity namespaces only.
+	ClusterRoleConciergePINs = "visio-concierge-pins"
+
+	// entityAdminsBinding is the RoleBinding, in each entity namespace, of the
+	// entity's Administrators.
+	entityAdminsBinding = "visio-entity-administrators"
+	// ConciergePINsBinding is the RoleBinding, in each entity namespace, of all
+	// Concierges to the PIN Secrets.
+	ConciergePINsBinding = "visio-concierge-pins"
+	// ConciergesBinding is the one ClusterRoleBinding of all Concierges.
+	ConciergesBinding = "visio-concierges"
+)
+
+// RBACOptions says how PlatformUsers appear to the API server.
+type RBACOptions struct {
+	// UsernamePrefix is prepended to a user's email to form the RBAC subject;
+	// it matches the API server's --oidc-username-prefix.
+	UsernamePrefix string
+}
+
+// Subject is the RBAC subject of a user with the given email.
+func (o RBACOptions) Subject(email string) rbacv1.Subject {
+	return rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: o.UsernamePrefix + email}
+}
+
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles;clusterrolebindings,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=visio-entity-administrator;visio-concierge;visio-concierge-pins
+
+// ensureRBAC binds the entity's Administrators (active or not: seed 000 lets an
+// inactive administrator keep administering) in its namespace and lets them
+// read their own Entity. Concierges are bound by the ConciergeReconciler.
+func (r *EntityReconciler) ensureRBAC(ctx context.Context, e *v1.Entity, ns *corev1.Namespace) error {
+	admins := &v1.PlatformUserList{}
+	if err := r.List(ctx, admins, client.InNamespace(ns.Name), client.MatchingFields{index.UserRole: string(v1.RoleAdministrator)}); err != nil {
+		return fmt.Errorf("cannot list administrators: %w", err)
+	}
+	adminSubjects := subjects(r.RBAC, admins.Items)
+
+	labels := map[string]string{v1.EntityLabel: e.Name, v1.ManagedByLabel: v1.ManagedByValue}
+	objs := []client.Object{
+		&rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: entityAdminsBinding, Namespace: ns.Name, Labels: labels},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ClusterRoleEntityAdministrator},
+			Subjects:   adminSubjects,
+		},
+		// An Entity is cluster-scoped, so reading one's own needs a ClusterRole
+		// naming it; it goes with the Entity.
+		&rbacv1.ClusterRole{
+			ObjectMeta: metav1.ObjectMeta{Name: entityReaderName(e), Labels: labels},
+			Rules: []rbacv1.PolicyRule{{
+				APIGroups: []string{v1.GroupVersion.Group}, Resources: []string{"entities", "entities/status"},
+				ResourceNames: []string{e.Name}, Verbs: []string{"get", "watch"},
+			}},
+		},
+		&rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: entityReaderName(e), Labels: labels},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: entityReaderName(e)},
+			Subjects:   adminSubjects,
+		},
+	}
+	for _, o := range objs {
+		if err := applyRBAC(ctx, r.Client, e, o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// subjects are the RBAC subjects of users, sorted and unique so that the
+// bindings are stable and a resync writes nothing.
+func subjects(o RBACOptions, users []v1.PlatformUser) []rbacv1.Subject {
+	names := make([]string, 0, len(users))
+	for i := range users {
+		if users[i].DeletionTimestamp.IsZero() {
+			names = append(names, users[i].Spec.Email)
+		}
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	out := make([]rbacv1.Subject, 0, len(names))
+	for _, n := range names {
+		out = append(out, o.Subject(n))
+	}
+	return out
+}
+
+func entityReaderName(e *v1.Entity) string { return "visio-entity-" + e.Name + "-reader" }
+
+// applyRBAC creates desired, controlled by owner when there is one, or updates the existing one when its
+// subjects or rules differ. Objects the operator did not create are left alone.
+func applyRBAC(ctx context.Context, c client.Client, owner client.Object, desired client.Object) error {
+	if owner != nil {
+		if err := controllerutil.SetControllerReference(owner, desired, c.Scheme()); err != nil {
+			return err
+		}
+	}
+	existing := desired.DeepCopyObject().(client.Object)
+	err := c.Get(ctx, client.ObjectKeyFromObject(desired), existing)
+	if apierrors.IsNotFound(err) {
+		if err := c.Create(ctx, desired); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("cannot create %T %s: %w", desired, desired.GetName(), err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read %T %s: %w", desired, desired.GetName(), err)
+	}
+	if owner != nil && !metav1.IsControlledBy(existing, owner) || existing.GetLabels()[v1.ManagedByLabel] != v1.ManagedByValue {
+		return fmt.Errorf("%T %s exists and was not created by the operator; remove it or rename it", desired, desired.GetName())
+	}
+	changed := false
+	switch d := desired.(type) {
+	case *rbacv1.RoleBinding:
+		x := existing.(*rbacv1.RoleBinding)
+		if !equality.Semantic.DeepEqual(x.Subjects, d.Subjects) {
+			x.Subjects, changed = d.Subjects, true
+		}
+	case *rbacv1.ClusterRoleBinding:
+		x := existing.(*rbacv1.ClusterRoleBinding)
+		if !equality.Semantic.DeepEqual(x.Subjects, d.Subjects) {
+			x.Subjects, changed = d.Subjects, true
+		}
+	case *rbacv1.ClusterRole:
+		x := existing.(*rbacv1.ClusterRole)
+		if !equality.Semantic.DeepEqual(x.Rules, d.Rules) {
+			x.Rules, changed = d.Rules, true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	if err := c.Update(ctx, existing); err != nil {
+		return fmt.Errorf("cannot update %T %s: %w", desired, desired.GetName(), err)
+	}
+	return nil
+}
+
+// deleteClusterRBAC removes the entity's cluster-scoped RBAC; the namespaced
+// bindings go with the namespace.
+func (r *EntityReconciler) deleteClusterRBAC(ctx context.Context, e *v1.Entity) error {
+	for _, o := range []client.Object{
+		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: entityReaderName(e)}},
+		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: entityReaderName(e)}},
+	} {
+		if err := r.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("cannot delete %T %s: %w", o, o.GetName(), err)
+		}
+	}
+	return nil
+}

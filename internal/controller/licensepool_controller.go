@@ -1,0 +1,285 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1 "visio.dev/operator/api/v1alpha1"
+	"visio.dev/operator/internal/index"
+	"visio.dev/operator/internal/licensing"
+)
+
+// LicensePoolReconciler is the authority on named licenses. Its work item is a
+// pool name in a namespace, whether or not the pool exists: one pass recounts
+// the pool from scratch, decides with licensing.Allocate who holds a license,
+// and writes the status of the pool and of every user whose state changed.
+//
+// Deciding per pool rather than per user is what makes the count exact: the
+// workqueue never runs two passes for the same pool at once, so two users can
+// never both take the last license.
+type LicensePoolReconciler struct {
+	client.Client
+	Recorder events.EventRecorder
+	Clock    clock.PassiveClock
+	// ReservationTTL is how long a license reserved at admission is kept for a
+	// user that never appears (its creation failed after admission).
+	ReservationTTL time.Duration
+	// MaxConcurrentReconciles bounds the pools reconciled in parallel.
+	MaxConcurrentReconciles int
+
+	expectations *writeExpectations
+}
+
+// expectationTimeout bounds how long a pool waits for the cache to show its
+// own writes before recounting anyway.
+const expectationTimeout = 30 * time.Second
+
+// +kubebuilder:rbac:groups=tenancy.visio.dev,resources=licensepools,verbs=get;list;watch
+// +kubebuilder:rbac:groups=tenancy.visio.dev,resources=licensepools/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=tenancy.visio.dev,resources=platformusers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=tenancy.visio.dev,resources=platformusers/status,verbs=get;update;patch
+
+// Reconcile recounts one license pool.
+func (r *LicensePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	logger := log.FromContext(ctx)
+	now := r.Clock.Now()
+	if !r.expectations.satisfied(req.NamespacedName, now, expectationTimeout, r.cachedResourceVersion(ctx)) {
+		// Our last writes have not reached the cache; their events requeue us.
+		logger.V(1).Info("Waiting for the cache to observe the previous pass")
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
+
+	pool := &v1.LicensePool{}
+	if err := r.Get(ctx, req.NamespacedName, pool); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, fmt.Errorf("cannot read license pool: %w", err)
+		}
+		pool = nil
+	}
+	users := &v1.PlatformUserList{}
+	if err := r.List(ctx, users, client.InNamespace(req.Namespace), client.MatchingFields{index.UserPool: req.Name}); err != nil {
+		return ctrl.Result{}, fmt.Errorf("cannot list users of license pool %q: %w", req.Name, err)
+	}
+
+	var capacity int32
+	var nextExpiry *metav1.Time
+	if pool != nil && pool.DeletionTimestamp.IsZero() {
+		capacity, nextExpiry = poolCapacity(pool, now)
+	}
+	claims := make([]licensing.Claim, len(users.Items))
+	for i := range users.Items {
+		claims[i] = claimOf(&users.Items[i], req.Name, pool != nil)
+	}
+	alloc := licensing.Allocate(capacity, now, claims)
+
+	// Write the users that lose a license before those that gain one, and stop
+	// if any loss could not be written: at no instant may more users show a
+	// license of this pool than it has.
+	var losing, others []*v1.PlatformUser
+	for i := range users.Items {
+		u := &users.Items[i]
+		desired := r.desiredUserStatus(u, req.Name, pool, alloc.Decisions[i], capacity, alloc)
+		if desired == nil || equality.Semantic.DeepEqual(&u.Status, desired) {
+			continue
+		}
+		updated := u.DeepCopy()
+		updated.Status = *desired
+		if isConditionTrue(u.Status.Conditions, v1.LicensedCondition) && !isConditionTrue(desired.Conditions, v1.LicensedCondition) {
+			losing = append(losing, updated)
+		} else {
+			others = append(others, updated)
+		}
+	}
+	for _, batch := range [][]*v1.PlatformUser{losing, others} {
+		for _, updated := range batch {
+			if err := r.writeUser(ctx, req.NamespacedName, users, updated, now); err != nil {
+				return ctrl.Result{}, err
+			}
+		}
+	}
+	r.recordUserEvents(users, alloc, pool, req.Name, capacity)
+
+	if pool == nil {
+		return ctrl.Result{}, nil
+	}
+	return r.updatePoolStatus(ctx, pool, alloc, capacity, nextExpiry, users, now)
+}
+
+// claimOf is how the allocator sees a user of the pool named pool.
+func claimOf(u *v1.PlatformUser, pool string, poolExists bool) licensing.Claim {
+	c := licensing.Claim{
+		Name:      u.Name,
+		CreatedAt: u.CreationTimestamp.Time,
+		Wants:     poolExists && u.IsActive() && u.PoolName() == pool && u.DeletionTimestamp.IsZero(),
+	}
+	if u.Status.LicensePool == pool && u.Status.LicensedSince != nil && isConditionTrue(u.Status.Conditions, v1.LicensedCondition) {
+		since := u.Status.LicensedSince.Time
+		c.HeldSince = &since
+	}
+	return c
+}
+
+// poolCapacity is the pool's licenses plus its unexpired grants at now, and
+// the time of the next expiry.
+func poolCapacity(p *v1.LicensePool, now time.Time) (int32, *metav1.Time) {
+	var capacity int64
+	if p.Spec.Licenses != nil {
+		capacity = int64(*p.Spec.Licenses)
+	}
+	var next *metav1.Time
+	for _, g := range p.Spec.Grants {
+		if g.ExpiresAt != nil && !now.Before(g.ExpiresAt.Time) {
+			continue
+		}
+		capacity += int64(g.Licenses)
+		if g.ExpiresAt != nil && (next == nil || g.ExpiresAt.Before(next)) {
+			next = g.ExpiresAt.DeepCopy()
+		}
+	}
+	return int32(min(capacity, int64(1<<31-1))), next
+}
+
+// writeUser stores a user's new status and remembers the write until the cache
+// shows it. The patch is conditional on the resourceVersion the decision was
+// based on.
+func (r *LicensePoolReconciler) writeUser(ctx context.Context, pool types.NamespacedName, users *v1.PlatformUserList,
+	updated *v1.PlatformUser, now time.Time) error {
+	var orig *v1.PlatformUser
+	for i := range users.Items {
+		if users.Items[i].Name == updated.Name {
+			orig = &users.Items[i]
+			break
+		}
+	}
+	patch := client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})
+	if err := r.Status().Patch(ctx, updated, patch); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("cannot write status of user %q: %w", updated.Name, err)
+	}
+	r.expectations.expect(pool, updated, now)
+	return nil
+}
+
+// cachedResourceVersion reads a user's resourceVersion from the cache.
+func (r *LicensePoolReconciler) cachedResourceVersion(ctx context.Context) func(types.NamespacedName) (string, bool) {
+	return func(key types.NamespacedName) (string, bool) {
+		u := &v1.PlatformUser{}
+		if err := r.Get(ctx, key, u); err != nil {
+			return "", false
+		}
+		return u.ResourceVersion, true
+	}
+}
+
+// updatePoolStatus writes the pool's counts, drops the reservations that are no
+// longer needed, and asks to come back when the next grant or reservation expires.
+func (r *LicensePoolReconciler) updatePoolStatus(ctx context.Context, pool *v1.LicensePool, alloc licensing.Allocation,
+	capacity int32, nextExpiry *metav1.Time, users *v1.PlatformUserList, now time.Time) (ctrl.Result, error) {
+	orig := pool.DeepCopy()
+	st := &pool.Status
+	st.Capacity, st.Used, st.Available, st.Pending = capacity, alloc.Licensed, alloc.Available, alloc.Waiting
+	st.NextExpiry = nextExpiry
+
+	requeue := time.Duration(0)
+	if nextExpiry != nil {
+		requeue = nextExpiry.Sub(now)
+	}
+	st.Reservations = r.liveReservations(pool, users, now)
+	for _, res := range st.Reservations {
+		if d := res.ReservedAt.Add(r.ReservationTTL).Sub(now); requeue == 0 || d < requeue {
+			requeue = max(d, time.Second)
+		}
+	}
+
+	msg := fmt.Sprintf("%d/%d licenses used", st.Used, st.Capacity)
+	if st.Pending > 0 {
+		msg += fmt.Sprintf(", %d users waiting", st.Pending)
+	}
+	if !pool.DeletionTimestamp.IsZero() {
+		setPhase(&st.StatusBase, pool.Generation, phaseProgressing, v1.ReasonProgressing, "license pool is being deleted")
+	} else {
+		setPhase(&st.StatusBase, pool.Generation, phaseReady, v1.ReasonReconciled, msg)
+	}
+	if st.Pending > 0 && orig.Status.Pending == 0 {
+		r.Recorder.Eventf(pool, nil, corev1.EventTypeWarning, v1.ReasonLicensePoolExhausted, "Allocate",
+			"License pool %q of namespace %q is full: %d/%d licenses used, %d users waiting", pool.Name, pool.Namespace, st.Used, st.Capacity, st.Pending)
+	}
+	if err := patchStatusIfChanged(ctx, r.Client, orig, pool, &orig.Status, &pool.Status); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// reservationGrace is how long a reservation is kept after its user shows up
+// in the cache, so that webhook replicas whose cache lags this one's still see
+// the license as taken.
+const reservationGrace = 5 * time.Second
+
+// liveReservations keeps the reservations whose user is not yet visible in
+// the cache as active in this pool, and that have not outlived the TTL.
+func (r *LicensePoolReconciler) liveReservations(pool *v1.LicensePool, users *v1.PlatformUserList, now time.Time) []v1.LicenseReservation {
+	if len(pool.Status.Reservations) == 0 {
+		return pool.Status.Reservations
+	}
+	seen := make(map[string]bool, len(users.Items))
+	for i := range users.Items {
+		u := &users.Items[i]
+		if u.IsActive() && u.PoolName() == pool.Name {
+			seen[u.Name] = true
+		}
+	}
+	var out []v1.LicenseReservation
+	for _, res := range pool.Status.Reservations {
+		age := now.Sub(res.ReservedAt.Time)
+		if age >= r.ReservationTTL || (seen[res.User] && age >= reservationGrace) {
+			continue
+		}
+		out = append(out, res)
+	}
+	return out
+}
+
+// SetupWithManager registers the controller: pools, and users mapped to the
+// pools they name and hold a license in.
+func (r *LicensePoolReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.expectations == nil {
+		r.expectations = newWriteExpectations()
+	}
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1.LicensePool{}).
+		Watches(&v1.PlatformUser{}, handler.EnqueueRequestsFromMapFunc(poolsOfUser)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
+		Named("licensepool").
+		Complete(r)
+}
+
+// poolsOfUser maps a user to the pool it names and, while it still holds a
+// license of another pool (it moved), to that pool too.
+func poolsOfUser(_ context.Context, o client.Object) []reconcile.Request {
+	u := o.(*v1.PlatformUser)
+	reqs := []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: u.Namespace, Name: u.PoolName()}}}
+	if held := u.Status.LicensePool; held != "" && held != u.PoolName() {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: u.Namespace, Name: held}})
+	}
+	return reqs
+}

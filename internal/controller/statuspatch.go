@@ -1,0 +1,44 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+)
+
+// patchStatusIfChanged writes the status of obj when it differs from the
+// status of orig, as one merge patch of the status subresource. No change, no
+// request: in steady state the operator writes nothing.
+//
+// The patch carries the resourceVersion of orig, so a status computed from a
+// stale cache is refused with a Conflict and recomputed, rather than
+// overwriting what another writer (an admission reservation, a newer pass)
+// stored.
+func patchStatusIfChanged(ctx context.Context, c client.Client, orig, obj client.Object, origStatus, newStatus any) error {
+	if equality.Semantic.DeepEqual(origStatus, newStatus) {
+		return nil
+	}
+	patch := client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})
+	if err := c.Status().Patch(ctx, obj, patch); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("cannot write status: %w", err)
+	}
+	return nil
+}
+
+// isTerminal reports whether err asks not to be retried (an invalid spec that
+// only a new generation can fix).
+func isTerminal(err error) bool { return errors.Is(err, reconcile.TerminalError(nil)) }
+
+func findCondition(conds []metav1.Condition, t string) *metav1.Condition {
+	return meta.FindStatusCondition(conds, t)
+}
+
+func isConditionTrue(conds []metav1.Condition, t string) bool {
+	return meta.IsStatusConditionTrue(conds, t)
+}

@@ -1,0 +1,87 @@
+// Package index declares the field indexes of the shared cache, used by the
+// controllers and the admission webhooks alike.
+package index
+
+import (
+	"context"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "visio.dev/operator/api/v1alpha1"
+)
+
+// Field indexes on the shared cache. Controllers and webhooks look objects up
+// through them instead of listing and filtering.
+const (
+	// UserPool indexes PlatformUsers by the pool they name (spec) and the
+	// pool they hold a license in (status), so that a pool's reconcile sees the
+	// users that moved away but still hold one of its licenses.
+	UserPool = "tenancy.visio.dev/user-pool"
+	// UserEmail indexes PlatformUsers by email, for uniqueness in an entity.
+	UserEmail = "tenancy.visio.dev/user-email"
+	// UserRole indexes PlatformUsers by role (for the Concierge binding).
+	UserRole = "tenancy.visio.dev/user-role"
+	// VMRDialString indexes VMRs by numeric id and aliases, given and in use,
+	// for platform-wide uniqueness.
+	VMRDialString = "tenancy.visio.dev/vmr-dial-string"
+	// VMROwner indexes VMRs by owner, so a room follows its owner's license.
+	VMROwner = "tenancy.visio.dev/vmr-owner"
+)
+
+// Setup registers the field indexes on the manager's cache.
+func Setup(ctx context.Context, indexer client.FieldIndexer) error {
+	if err := indexer.IndexField(ctx, &v1.PlatformUser{}, UserPool, func(o client.Object) []string {
+		u := o.(*v1.PlatformUser)
+		pools := []string{u.PoolName()}
+		if held := u.Status.LicensePool; held != "" && held != u.PoolName() {
+			pools = append(pools, held)
+		}
+		return pools
+	}); err != nil {
+		return err
+	}
+	if err := indexer.IndexField(ctx, &v1.PlatformUser{}, UserEmail, func(o client.Object) []string {
+		return []string{o.(*v1.PlatformUser).Spec.Email}
+	}); err != nil {
+		return err
+	}
+	if err := indexer.IndexField(ctx, &v1.PlatformUser{}, UserRole, func(o client.Object) []string {
+		return []string{string(o.(*v1.PlatformUser).RoleOrDefault())}
+	}); err != nil {
+		return err
+	}
+	if err := indexer.IndexField(ctx, &v1.VMR{}, VMRDialString, func(o client.Object) []string {
+		return DialStrings(o.(*v1.VMR))
+	}); err != nil {
+		return err
+	}
+	return indexer.IndexField(ctx, &v1.VMR{}, VMROwner, func(o client.Object) []string {
+		if owner := o.(*v1.VMR).Spec.Owner; owner != "" {
+			return []string{owner}
+		}
+		return nil
+	})
+}
+
+// DialStrings are the numeric id and aliases a VMR claims: those of its spec
+// and those it holds in status (a generated numeric id), without duplicates.
+func DialStrings(v *v1.VMR) []string {
+	out := make([]string, 0, 2+len(v.Spec.Aliases))
+	add := func(s string) {
+		if s == "" {
+			return
+		}
+		for _, have := range out {
+			if have == s {
+				return
+			}
+		}
+		out = append(out, s)
+	}
+	add(v.Spec.NumericID)
+	add(v.Status.NumericID)
+	for _, a := range v.Spec.Aliases {
+		add(a)
+	}
+	return out
+}
