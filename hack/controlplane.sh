@@ -17,7 +17,7 @@ mod="$here/controlplane"
 k8s_version=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit}' "$mod/go.mod")
 [[ -n "$k8s_version" ]] || { echo "controlplane: cannot read the k8s.io/kubernetes version from $mod/go.mod" >&2; exit 1; }
 
-key=$(cat "$mod/go.mod" "$mod/go.sum" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-12)
+key=$(cat "$mod/go.mod" "$mod/go.sum" | sha256sum | cut -c1-12)
 cache_root=${VISIO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/visio-operator}
 dir="$cache_root/controlplane/$k8s_version-$key"
 bins=(etcd kube-apiserver kube-controller-manager kubectl)

@@ -1,6 +1,11 @@
 package v1alpha1
 
-import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+import (
+	"math"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
 
 // Enforcement says what happens when a user would be activated in a full pool.
 // +kubebuilder:validation:Enum=Deny;Queue
@@ -129,4 +134,32 @@ type LicensePoolList struct {
 
 func init() {
 	SchemeBuilder.Register(&LicensePool{}, &LicensePoolList{})
+}
+
+// CapacityAt is the pool's licenses plus the grants that have not expired at
+// now, and when the next of those grants expires (nil if none does).
+func (p *LicensePool) CapacityAt(now time.Time) (int32, *metav1.Time) {
+	var capacity int64
+	if p.Spec.Licenses != nil {
+		capacity = int64(*p.Spec.Licenses)
+	}
+	var next *metav1.Time
+	for _, g := range p.Spec.Grants {
+		if g.ExpiresAt != nil && !now.Before(g.ExpiresAt.Time) {
+			continue
+		}
+		capacity += int64(g.Licenses)
+		if g.ExpiresAt != nil && (next == nil || g.ExpiresAt.Before(next)) {
+			next = g.ExpiresAt.DeepCopy()
+		}
+	}
+	return int32(min(capacity, math.MaxInt32)), next
+}
+
+// EnforcementOrDefault is the pool's enforcement, Deny when unset.
+func (p *LicensePool) EnforcementOrDefault() Enforcement {
+	if p.Spec.Enforcement == "" {
+		return EnforcementDeny
+	}
+	return p.Spec.Enforcement
 }

@@ -181,3 +181,9 @@ type PlatformUserList struct {
 func init() {
 	SchemeBuilder.Register(&PlatformUser{}, &PlatformUserList{})
 }
+
+// WantsLicenseIn reports whether the user, as declared, wants a license of the
+// named pool: it is active, names that pool, and is not being deleted.
+func (u *PlatformUser) WantsLicenseIn(pool string) bool {
+	return u.IsActive() && u.PoolName() == pool && u.DeletionTimestamp.IsZero()
+}

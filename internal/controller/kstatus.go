@@ -4,6 +4,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"k8s.io/client-go/tools/events"
+
 	v1 "visio.dev/operator/api/v1alpha1"
 )
 
@@ -70,3 +72,7 @@ func truncate(s string) string {
 	}
 	return s[:max-3] + "..."
 }
+
+// EventRecorder is what the controllers use to record events (the
+// events.k8s.io API).
+type EventRecorder = events.EventRecorder

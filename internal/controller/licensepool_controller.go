@@ -79,7 +79,7 @@ func (r *LicensePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	var capacity int32
 	var nextExpiry *metav1.Time
 	if pool != nil && pool.DeletionTimestamp.IsZero() {
-		capacity, nextExpiry = poolCapacity(pool, now)
+		capacity, nextExpiry = pool.CapacityAt(now)
 	}
 	claims := make([]licensing.Claim, len(users.Items))
 	for i := range users.Items {
@@ -107,7 +107,11 @@ func (r *LicensePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 	for _, batch := range [][]*v1.PlatformUser{losing, others} {
 		for _, updated := range batch {
-			if err := r.writeUser(ctx, req.NamespacedName, users, updated, now); err != nil {
+			if err := r.writeUser(ctx, req.NamespacedName, users, updated, now); apierrors.IsConflict(err) {
+				// The user changed meanwhile: its event brings a new pass. Stop
+				// here, so no license is granted against a loss not written.
+				return ctrl.Result{RequeueAfter: time.Second}, nil
+			} else if err != nil {
 				return ctrl.Result{}, err
 			}
 		}
@@ -125,33 +129,13 @@ func claimOf(u *v1.PlatformUser, pool string, poolExists bool) licensing.Claim {
 	c := licensing.Claim{
 		Name:      u.Name,
 		CreatedAt: u.CreationTimestamp.Time,
-		Wants:     poolExists && u.IsActive() && u.PoolName() == pool && u.DeletionTimestamp.IsZero(),
+		Wants:     poolExists && u.WantsLicenseIn(pool),
 	}
 	if u.Status.LicensePool == pool && u.Status.LicensedSince != nil && isConditionTrue(u.Status.Conditions, v1.LicensedCondition) {
 		since := u.Status.LicensedSince.Time
 		c.HeldSince = &since
 	}
 	return c
-}
-
-// poolCapacity is the pool's licenses plus its unexpired grants at now, and
-// the time of the next expiry.
-func poolCapacity(p *v1.LicensePool, now time.Time) (int32, *metav1.Time) {
-	var capacity int64
-	if p.Spec.Licenses != nil {
-		capacity = int64(*p.Spec.Licenses)
-	}
-	var next *metav1.Time
-	for _, g := range p.Spec.Grants {
-		if g.ExpiresAt != nil && !now.Before(g.ExpiresAt.Time) {
-			continue
-		}
-		capacity += int64(g.Licenses)
-		if g.ExpiresAt != nil && (next == nil || g.ExpiresAt.Before(next)) {
-			next = g.ExpiresAt.DeepCopy()
-		}
-	}
-	return int32(min(capacity, int64(1<<31-1))), next
 }
 
 // writeUser stores a user's new status and remembers the write until the cache
@@ -170,6 +154,9 @@ func (r *LicensePoolReconciler) writeUser(ctx context.Context, pool types.Namesp
 	if err := r.Status().Patch(ctx, updated, patch); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil
+		}
+		if apierrors.IsConflict(err) {
+			return err
 		}
 		return fmt.Errorf("cannot write status of user %q: %w", updated.Name, err)
 	}
@@ -241,7 +228,7 @@ func (r *LicensePoolReconciler) liveReservations(pool *v1.LicensePool, users *v1
 	seen := make(map[string]bool, len(users.Items))
 	for i := range users.Items {
 		u := &users.Items[i]
-		if u.IsActive() && u.PoolName() == pool.Name {
+		if u.WantsLicenseIn(pool.Name) {
 			seen[u.Name] = true
 		}
 	}

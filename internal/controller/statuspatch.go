@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -25,7 +26,13 @@ func patchStatusIfChanged(ctx context.Context, c client.Client, orig, obj client
 		return nil
 	}
 	patch := client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})
-	if err := c.Status().Patch(ctx, obj, patch); client.IgnoreNotFound(err) != nil {
+	err := c.Status().Patch(ctx, obj, patch)
+	if apierrors.IsConflict(err) {
+		// The object changed since the cache showed it; its watch event is on
+		// its way and reconciles it again with what is current.
+		return nil
+	}
+	if client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("cannot write status: %w", err)
 	}
 	return nil

@@ -1,0 +1,121 @@
+# visio-operator. `make help` lists the targets.
+
+# Tool versions, installed into ./bin from the Go module proxy.
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+GOLANGCI_LINT_VERSION    ?= v2.15.0
+HELM_VERSION             ?= v4.3.1
+
+LOCALBIN        ?= $(CURDIR)/bin
+CONTROLLER_GEN  ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+GOLANGCI_LINT   ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+HELM            ?= $(LOCALBIN)/helm-$(HELM_VERSION)
+
+# Extra manager flags for `make run`, e.g. ARGS="--vmr-backend=pexip ...".
+ARGS ?=
+# Extra `go test` flags, e.g. TESTARGS="-run TestLicense -v".
+TESTARGS ?=
+
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+.PHONY: all
+all: build
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Main commands
+
+.PHONY: run
+run: ## Run the operator: on a local control plane, or on $KUBECONFIG's cluster when set.
+	go run ./hack/localrun -- $(ARGS)
+
+.PHONY: test
+test: $(HELM) ## Run all tests against a real kube-apiserver, etcd and kube-controller-manager.
+	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" HELM="$(HELM)" go test ./... -count=1 -timeout 45m $(TESTARGS)
+
+##@ Development
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook configuration; copy the CRDs into the chart.
+	$(CONTROLLER_GEN) rbac:roleName=visio-operator-manager crd webhook paths="./..." \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
+	mkdir -p charts/visio-operator/templates/crds
+	cp config/crd/bases/*.yaml charts/visio-operator/templates/crds/
+	cp config/rbac/roles.yaml charts/visio-operator/templates/platform-roles.yaml
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate the DeepCopy methods of the API types.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+
+.PHONY: fmt
+fmt: ## Format the code.
+	gofmt -w $$(git ls-files '*.go')
+
+.PHONY: vet
+vet: ## Run go vet.
+	go vet ./...
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## Run golangci-lint.
+	$(GOLANGCI_LINT) run ./...
+
+.PHONY: verify
+verify: manifests generate ## Fail when generated files are stale, code is unformatted or go.mod is untidy.
+	go mod tidy
+	cd hack/controlplane && GOFLAGS=-mod=mod go mod tidy
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed on:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	@git diff --exit-code -- . ':!bin' || { echo "generated files or go.mod are stale: run make manifests generate and go mod tidy, then commit"; exit 1; }
+	@test -z "$$(git status --porcelain --untracked-files=all -- config charts api)" || { echo "untracked generated files:"; git status --porcelain -- config charts api; exit 1; }
+
+.PHONY: bench
+bench: ## Run the benchmarks of the pure logic.
+	go test ./internal/licensing/ -run=NONE -bench=. -benchmem
+
+.PHONY: bench-burst
+bench-burst: ## Measure a burst of 2,000 users across 20 pools against a real control plane.
+	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" go test ./internal/controller/ -run=NONE -bench=BenchmarkUserBurst -benchtime=1x -timeout 30m
+
+.PHONY: fuzz
+fuzz: ## Fuzz the validators and the allocator for 30s each.
+	go test ./internal/licensing/ -run=NONE -fuzz=FuzzAllocate -fuzztime=30s
+	go test ./internal/pins/ -run=NONE -fuzz=FuzzValidatePIN -fuzztime=30s
+	go test ./internal/pins/ -run=NONE -fuzz=FuzzValidatePair -fuzztime=30s
+
+.PHONY: controlplane
+controlplane: ## Build (or find cached) the control-plane binaries and print their directory.
+	@hack/controlplane.sh
+
+##@ Build
+
+.PHONY: build
+build: ## Build the manager binary.
+	go build -o $(LOCALBIN)/manager ./cmd
+
+##@ Tools
+
+$(LOCALBIN):
+	mkdir -p $(LOCALBIN)
+
+$(CONTROLLER_GEN): | $(LOCALBIN)
+	$(call go-install-tool,$(CONTROLLER_GEN),sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_TOOLS_VERSION))
+
+$(GOLANGCI_LINT): | $(LOCALBIN)
+	$(call go-install-tool,$(GOLANGCI_LINT),github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION))
+
+$(HELM): | $(LOCALBIN)
+	$(call go-install-tool,$(HELM),helm.sh/helm/v4/cmd/helm,$(HELM_VERSION))
+
+# go-install-tool installs a versioned binary: $(1) target path, $(2) package, $(3) version.
+define go-install-tool
+@[ -f "$(1)" ] || { \
+	set -e; \
+	echo "Installing $(2)@$(3) (first time only)"; \
+	rm -f "$(1)"; \
+	GOBIN="$(LOCALBIN)" go install "$(2)@$(3)"; \
+	mv "$(LOCALBIN)/$$(basename "$(2)")" "$(1)"; \
+}
+endef

@@ -1,0 +1,108 @@
+// Package embedded is the backend for a platform whose room registry is the
+// operator itself: every room is described completely by its VMR object, and
+// the VMR status is the only record of it. There is no external store to
+// create rooms in, to look them up in or to drift away from the spec.
+//
+// The package exists so that the VMR controller runs the same way whatever the
+// platform: it provisions, records a reference, checks for drift and deletes,
+// and with this backend each of those steps is answered without any I/O. The
+// answers are chosen so that the controller's safety nets stay correct:
+//
+//   - Create returns the reference "embedded:" + key, derived from the room's
+//     key alone, so that creating twice yields the same reference.
+//   - Find never finds anything: nothing outside Kubernetes can hold a room
+//     created by an earlier pass, so there is nothing to recover from.
+//   - Get returns a nil room for one of its own references, meaning "no
+//     external state to compare": the drift check has nothing to repair.
+//     For any other reference (one recorded by another backend before the
+//     platform switched to this one) it returns ErrNotFound, so the controller
+//     creates the room here and records the new reference.
+//   - Update and Delete succeed: a room that never left Kubernetes changes and
+//     goes with its VMR.
+//
+// Every call honours its context like a remote backend would, so a caller's
+// deadline behaves the same with either.
+package embedded
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"visio.dev/operator/internal/backend"
+)
+
+// RefPrefix starts every reference this backend hands out.
+const RefPrefix = "embedded:"
+
+// Backend is the embedded room registry. It holds no state and is safe for
+// concurrent use.
+type Backend struct{}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// New returns the embedded backend.
+func New() *Backend { return &Backend{} }
+
+// Name implements backend.Backend.
+func (*Backend) Name() string { return "embedded" }
+
+// Find implements backend.Backend. It always reports ErrNotFound: the VMR
+// status is the record, and no room exists anywhere else to be adopted.
+func (*Backend) Find(ctx context.Context, key string) (string, *backend.Room, error) {
+	if err := ctx.Err(); err != nil {
+		return "", nil, err
+	}
+	return "", nil, fmt.Errorf("embedded: room %q is kept nowhere but in Kubernetes: %w", key, backend.ErrNotFound)
+}
+
+// Get implements backend.Backend. A nil room with a nil error means the room
+// exists and there is no external state to compare it with, so it always
+// matches what is desired.
+func (*Backend) Get(ctx context.Context, ref string) (*backend.Room, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if !isOwnRef(ref) {
+		return nil, fmt.Errorf("embedded: reference %q was not made by this backend: %w", ref, backend.ErrNotFound)
+	}
+	return nil, nil
+}
+
+// Create implements backend.Backend. The reference depends on the key only, so
+// a repeated creation returns the same reference, as the interface requires of
+// a room that already exists with our key.
+func (*Backend) Create(ctx context.Context, room backend.Room) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	if room.Key == "" {
+		return "", fmt.Errorf("embedded: room %q has no key", room.Name)
+	}
+	return RefPrefix + room.Key, nil
+}
+
+// Update implements backend.Backend: there is nothing to change outside
+// Kubernetes. A reference made by another backend is reported as ErrNotFound,
+// as Get does, so that the room is created here instead.
+func (*Backend) Update(ctx context.Context, ref string, _ backend.Room) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !isOwnRef(ref) {
+		return fmt.Errorf("embedded: reference %q was not made by this backend: %w", ref, backend.ErrNotFound)
+	}
+	return nil
+}
+
+// Delete implements backend.Backend. It succeeds whatever the reference:
+// deleting a room that is gone is success, and an embedded room goes with its
+// VMR.
+func (*Backend) Delete(ctx context.Context, _ string) error {
+	return ctx.Err()
+}
+
+func isOwnRef(ref string) bool {
+	key, ok := strings.CutPrefix(ref, RefPrefix)
+	return ok && key != ""
+}

@@ -1,0 +1,233 @@
+// Package integration tests the operator as it ships: the real manager with
+// its controllers and admission webhooks, against a real kube-apiserver, etcd
+// and kube-controller-manager (garbage collector and namespace controllers)
+// built by hack/controlplane.sh.
+package integration
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	v1 "visio.dev/operator/api/v1alpha1"
+	"visio.dev/operator/internal/backend/embedded"
+	"visio.dev/operator/internal/operator"
+)
+
+var (
+	testEnv *envtest.Environment
+	cfg     *rest.Config
+	k8s     client.Client // the platform administrator (system:masters)
+	scheme  = runtime.NewScheme()
+	root    = filepath.Join("..", "..")
+)
+
+func TestMain(m *testing.M) {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(v1.AddToScheme(scheme))
+	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(false), zap.Level(zapLevel())))
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: run the tests with `make test`, which builds the control plane")
+		return 1
+	}
+	testEnv = &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook", "manifests.yaml")}},
+	}
+	var err error
+	if cfg, err = testEnv.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "cannot start the control plane:", err)
+		return 1
+	}
+	defer func() { _ = testEnv.Stop() }()
+	stopKCM, err := startControllerManager()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer stopKCM()
+	if k8s, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	startSharedManager()
+	code := m.Run()
+	stopSharedManager()
+	return code
+}
+
+func zapLevel() zapcore.Level {
+	if os.Getenv("TEST_VERBOSE_LOGS") != "" {
+		return -1
+	}
+	return 2 // errors only: the suite prints what fails
+}
+
+// startControllerManager runs kube-controller-manager's garbage collector and
+// namespace controllers, so owner references and namespace deletion behave as
+// on a real cluster.
+func startControllerManager() (func(), error) {
+	user, err := testEnv.AddUser(envtest.User{Name: "kube-controller-manager", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("cannot create the controller manager's user: %w", err)
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "visio-kcm-")
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kube-controller-manager"),
+		"--kubeconfig="+path, "--controllers=garbage-collector-controller,namespace-controller",
+		"--leader-elect=false", "--secure-port=0", "--concurrent-gc-syncs=5", "--v=0")
+	logFile, err := os.Create(filepath.Join(dir, "kcm.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("cannot start kube-controller-manager: %w", err)
+	}
+	return func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		_ = logFile.Close()
+		_ = os.RemoveAll(dir)
+	}, nil
+}
+
+// writeCounter counts the requests that change something, made by the manager.
+type writeCounter struct{ writes, reads atomic.Int64 }
+
+func (c *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+			c.reads.Add(1)
+		default:
+			c.writes.Add(1)
+		}
+		return rt.RoundTrip(r)
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+var managerMu sync.Mutex
+
+// startManager runs the real manager, with its webhooks, until the returned
+// function is called; that function waits until it has stopped. counter, when
+// not nil, counts the manager's API requests.
+func startManager(counter *writeCounter) (stop func()) {
+	managerMu.Lock()
+	mcfg := rest.CopyConfig(cfg)
+	mcfg.QPS, mcfg.Burst = 500, 1000
+	if counter != nil {
+		mcfg.WrapTransport = counter.wrap
+	}
+	wo := testEnv.WebhookInstallOptions
+	mgr, err := ctrl.NewManager(mcfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		WebhookServer:          webhook.NewServer(webhook.Options{Host: wo.LocalServingHost, Port: wo.LocalServingPort, CertDir: wo.LocalServingCertDir}),
+	})
+	if err != nil {
+		panic(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := operator.Setup(ctx, mgr, testOptions()); err != nil {
+		panic(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mgr.Start(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "manager stopped:", err)
+		}
+	}()
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		panic("cache did not sync")
+	}
+	waitForWebhooks()
+	return func() {
+		cancel()
+		<-done
+		managerMu.Unlock()
+	}
+}
+
+func testOptions() operator.Options {
+	return operator.Options{
+		PlatformAdminGroups:     []string{"system:masters"},
+		ReservationTTL:          30 * time.Second,
+		MaxConcurrentReconciles: 4,
+		Backend:                 embedded.New(),
+		NumericIDMin:            100000,
+		NumericIDMax:            999999,
+		JoinBaseURL:             "https://visio.example/join/",
+		SIPDomain:               "visio.example",
+		DriftCheckInterval:      time.Minute,
+		BackendTimeout:          5 * time.Second,
+	}
+}
+
+// waitForWebhooks waits until the API server can call the webhook server.
+func waitForWebhooks() {
+	wo := testEnv.WebhookInstallOptions
+	addr := fmt.Sprintf("https://%s:%d/", wo.LocalServingHost, wo.LocalServingPort)
+	tr := &http.Transport{TLSClientConfig: insecureTLS()}
+	for i := 0; i < 100; i++ {
+		if resp, err := (&http.Client{Transport: tr, Timeout: time.Second}).Get(addr); err == nil {
+			_ = resp.Body.Close()
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	panic("webhook server did not start")
+}
+
+// insecureTLS is for probing the local webhook server only.
+func insecureTLS() *tls.Config { return &tls.Config{InsecureSkipVerify: true} } //nolint:gosec // loopback probe
+
+// stopShared stops the manager the tests share; tests that restart it call
+// stopSharedManager and one of the start functions.
+var stopShared func()
+
+func startSharedManager()                        { stopShared = startManager(nil) }
+func startSharedManagerCounting(c *writeCounter) { stopShared = startManager(c) }
+func stopSharedManager()                         { stopShared() }
