@@ -46,6 +46,7 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook configuration; c
 	mkdir -p charts/visio-operator/templates/crds
 	cp config/crd/bases/*.yaml charts/visio-operator/templates/crds/
 	cp config/rbac/roles.yaml charts/visio-operator/templates/platform-roles.yaml
+	cp config/rbac/role.yaml charts/visio-operator/templates/manager-role.yaml
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate the DeepCopy methods of the API types.

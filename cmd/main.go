@@ -40,6 +40,7 @@ func run() error {
 	var (
 		metricsAddr, probeAddr, leaderNS, webhookCertDir string
 		metricsSecure, leaderElect, enableHTTP2          bool
+		enableWebhooks                                   bool
 		webhookPort                                      int
 		adminGroups                                      string
 		vmrBackend, pexipURL, pexipCredsDir, idRange     string
@@ -52,6 +53,7 @@ func run() error {
 	flag.StringVar(&leaderNS, "leader-election-namespace", "", "Namespace of the leader election lease (default: the pod's).")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory holding tls.crt and tls.key for the webhook server.")
+	flag.BoolVar(&enableWebhooks, "enable-webhooks", true, "Serve the admission webhooks (they need a serving certificate in --webhook-cert-dir).")
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Serve HTTP/2 on the metrics and webhook servers (off: CVE-2023-44487 and CVE-2023-39325).")
 	flag.StringVar(&o.UsernamePrefix, "rbac-username-prefix", "", "Prefix of PlatformUser emails in RBAC subjects; match the API server's --oidc-username-prefix.")
 	flag.StringVar(&adminGroups, "platform-admin-groups", "system:masters", "Comma-separated groups whose members are platform administrators (may grant the Concierge role).")
@@ -105,6 +107,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("cannot create manager: %w", err)
 	}
+	o.DisableWebhooks = !enableWebhooks
 	ctx := ctrl.SetupSignalHandler()
 	if err := operator.Setup(ctx, mgr, o); err != nil {
 		return err
@@ -112,7 +115,11 @@ func run() error {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("readyz", mgr.GetWebhookServer().StartedChecker()); err != nil {
+	ready := healthz.Ping
+	if enableWebhooks {
+		ready = mgr.GetWebhookServer().StartedChecker()
+	}
+	if err := mgr.AddReadyzCheck("readyz", ready); err != nil {
 		return err
 	}
 	setupLog.Info("Starting manager", "backend", o.Backend.Name())

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-logr/logr/funcr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -414,6 +415,129 @@ func TestVMRReconcileAdoptsRoomFoundByKey(t *testing.T) {
 	}
 	if got.Status.BackendRef != "ref-9" || be.creates != 0 || be.updates != 1 || len(be.rooms) != 1 {
 		t.Fatalf("ref %q, %d creates, %d updates, rooms %v", got.Status.BackendRef, be.creates, be.updates, be.rooms)
+	}
+}
+
+func TestVMRReconcileWithEmbeddedBackend(t *testing.T) {
+	vmr := testVMR("conseil", "mairie", "uid-1", func(v *v1.VMR) { v.Generation = 1 })
+	c := newFakeClient(t, vmr)
+	r := newTestReconciler(c, embedded.New())
+	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(vmr)}
+	for range 2 {
+		if _, err := r.Reconcile(context.Background(), req); err != nil {
+			t.Fatalf("Reconcile: %v", err)
+		}
+	}
+	got := &v1.VMR{}
+	if err := c.Get(context.Background(), req.NamespacedName, got); err != nil {
+		t.Fatal(err)
+	}
+	ready := findCondition(got.Status.Conditions, v1.ReadyCondition)
+	if got.Status.BackendRef != "embedded:visio-uid-1" || ready == nil || ready.Status != metav1.ConditionTrue ||
+		ready.Message != "room "+got.Status.NumericID+" provisioned in embedded" {
+		t.Fatalf("status = %+v", got.Status)
+	}
+}
+
+func TestVMRReconcileStallsOnOwnerAndPINs(t *testing.T) {
+	licensed := metav1.Condition{Type: v1.LicensedCondition, Status: metav1.ConditionTrue, Reason: v1.ReasonLicensed,
+		LastTransitionTime: metav1.Now()}
+	inactive := false
+	cases := []struct {
+		name   string
+		objs   []client.Object
+		mutate func(*v1.VMR)
+		reason string
+		text   string
+	}{
+		{name: "owner missing", mutate: func(v *v1.VMR) { v.Spec.Owner = "alice" },
+			reason: v1.ReasonOwnerNotLicensed, text: `owner "alice" does not exist`},
+		{name: "owner unlicensed", mutate: func(v *v1.VMR) { v.Spec.Owner = "alice" },
+			objs:   []client.Object{&v1.PlatformUser{ObjectMeta: metav1.ObjectMeta{Name: "alice", Namespace: "mairie"}}},
+			reason: v1.ReasonOwnerNotLicensed, text: "holds no license"},
+		{name: "owner inactive", mutate: func(v *v1.VMR) { v.Spec.Owner = "alice" },
+			objs: []client.Object{&v1.PlatformUser{ObjectMeta: metav1.ObjectMeta{Name: "alice", Namespace: "mairie"},
+				Spec: v1.PlatformUserSpec{Active: &inactive}, Status: v1.PlatformUserStatus{StatusBase: v1.StatusBase{Conditions: []metav1.Condition{licensed}}}}},
+			reason: v1.ReasonOwnerNotLicensed, text: "deactivated"},
+		{name: "PIN Secret missing", mutate: func(v *v1.VMR) { v.Spec.PINSecretRef = &v1.LocalSecretReference{Name: "mine"} },
+			reason: v1.ReasonInvalidPINs, text: `"mine" named by spec.pinSecretRef does not exist`},
+		{name: "weak PINs", mutate: func(v *v1.VMR) { v.Spec.PINSecretRef = &v1.LocalSecretReference{Name: "mine"} },
+			objs: []client.Object{&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "mine", Namespace: "mairie"},
+				Data: map[string][]byte{pins.HostPINKey: []byte("123456"), pins.GuestPINKey: []byte("123456")}}},
+			reason: v1.ReasonInvalidPINs, text: "data[hostPin]"},
+		{name: "generated Secret taken",
+			objs: []client.Object{&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "conseil-pins", Namespace: "mairie"},
+				Data: map[string][]byte{pins.HostPINKey: []byte("482915")}}},
+			reason: v1.ReasonInvalidPINs, text: "was not created for this room"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			vmr := testVMR("conseil", "mairie", "uid-1", func(v *v1.VMR) {
+				v.Generation = 1
+				if tc.mutate != nil {
+					tc.mutate(v)
+				}
+			})
+			c := newFakeClient(t, append(tc.objs, vmr)...)
+			be := newFakeBackend()
+			r := newTestReconciler(c, be)
+			req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(vmr)}
+			if _, err := r.Reconcile(context.Background(), req); err != nil {
+				t.Fatalf("Reconcile: %v", err)
+			}
+			got := &v1.VMR{}
+			if err := c.Get(context.Background(), req.NamespacedName, got); err != nil {
+				t.Fatal(err)
+			}
+			stalled := findCondition(got.Status.Conditions, v1.StalledCondition)
+			if stalled == nil || stalled.Reason != tc.reason || !strings.Contains(stalled.Message, tc.text) {
+				t.Fatalf("Stalled = %+v; want %s containing %q", stalled, tc.reason, tc.text)
+			}
+			if strings.Contains(stalled.Message, "123456") || strings.Contains(stalled.Message, "482915") {
+				t.Fatalf("message reveals a PIN: %s", stalled.Message)
+			}
+			if be.calls() != 0 {
+				t.Fatalf("%d backend calls for a blocked room", be.calls())
+			}
+		})
+	}
+}
+
+func TestVMRDeletion(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		policy  v1.DeletionPolicy
+		ref     string
+		deletes int
+		left    int
+	}{
+		{name: "recorded ref", ref: "ref-7", deletes: 1},
+		{name: "unrecorded room found by key", deletes: 1},
+		{name: "retain", policy: v1.DeletionPolicyRetain, ref: "ref-7", left: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := metav1.Now()
+			vmr := testVMR("conseil", "mairie", "uid-1", func(v *v1.VMR) {
+				v.Finalizers = []string{v1.VMRFinalizer}
+				v.DeletionTimestamp = &now
+				v.Spec.DeletionPolicy = tc.policy
+				v.Status.BackendRef = tc.ref
+			})
+			c := newFakeClient(t, vmr)
+			be := newFakeBackend()
+			be.rooms["ref-7"] = backend.Room{Key: "visio-uid-1"}
+			r := newTestReconciler(c, be)
+			req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(vmr)}
+			if _, err := r.Reconcile(context.Background(), req); err != nil {
+				t.Fatalf("Reconcile: %v", err)
+			}
+			if be.deletes != tc.deletes || len(be.rooms) != tc.left {
+				t.Fatalf("%d deletes, rooms left %v", be.deletes, be.rooms)
+			}
+			if err := c.Get(context.Background(), req.NamespacedName, &v1.VMR{}); !apierrors.IsNotFound(err) {
+				t.Fatalf("VMR still there after its finalizer: %v", err)
+			}
+		})
 	}
 }
 
