@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -185,7 +186,9 @@ func (r *VMRReconciler) syncBackend(ctx context.Context, vmr, orig *v1.VMR, prev
 			logger.Info("Room is missing from the backend; creating it again", "backendRef", ref)
 			r.Recorder.Eventf(vmr, nil, corev1.EventTypeWarning, "RoomMissing", "Provision",
 				"Room %s was removed from %s outside the operator; creating it again", ref, r.Backend.Name())
-			ref = ""
+			// A reference to nothing is dropped, so that a failed re-creation
+			// is retried without reading it again.
+			ref, vmr.Status.BackendRef = "", ""
 		case err != nil:
 			return r.backendFailed(vmr, prevReason, "read room "+ref, err, want)
 		default:
@@ -270,10 +273,18 @@ func (r *VMRReconciler) checkDue(vmr *v1.VMR, fp roomFingerprint, now time.Time)
 
 // recordBackendRef writes the status as it stands with ref, in a write of its
 // own, and makes it the base of the pass's final status write.
+//
+// Unlike the final write it carries no resourceVersion and reports every
+// failure: it must land even when the cache is behind (only this controller
+// writes a VMR's status, one pass at a time), and a pass that could not record
+// the reference must not go on as if it had.
 func (r *VMRReconciler) recordBackendRef(ctx context.Context, vmr, orig *v1.VMR, ref string) error {
 	vmr.Status.BackendRef = ref
-	if err := patchStatusIfChanged(ctx, r.Client, orig, vmr, &orig.Status, &vmr.Status); err != nil {
-		return err
+	if equality.Semantic.DeepEqual(&orig.Status, &vmr.Status) {
+		return nil
+	}
+	if err := r.Status().Patch(ctx, vmr, client.MergeFrom(orig)); err != nil {
+		return fmt.Errorf("cannot write status: %w", err)
 	}
 	vmr.DeepCopyInto(orig)
 	return nil

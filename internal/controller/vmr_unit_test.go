@@ -18,12 +18,14 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "visio.dev/operator/api/v1alpha1"
 	"visio.dev/operator/internal/backend"
@@ -541,6 +543,30 @@ func TestVMRDeletion(t *testing.T) {
 	}
 }
 
+func TestVMRReconcileRecreatesRoomDeletedBehindItsBack(t *testing.T) {
+	vmr := testVMR("conseil", "mairie", "uid-1", func(v *v1.VMR) { v.Generation = 1 })
+	c := newFakeClient(t, vmr)
+	be := newFakeBackend()
+	r := newTestReconciler(c, be)
+	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(vmr)}
+	if _, err := r.Reconcile(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	delete(be.rooms, "ref-1")
+	r.clock.(*clocktesting.FakeClock).Step(r.DriftCheckInterval)
+	if _, err := r.Reconcile(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	got := &v1.VMR{}
+	if err := c.Get(context.Background(), req.NamespacedName, got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.BackendRef != "ref-2" || be.creates != 2 || len(be.rooms) != 1 ||
+		!isConditionTrue(got.Status.Conditions, v1.ReadyCondition) {
+		t.Fatalf("ref %q, %d creates, rooms %v, conditions %+v", got.Status.BackendRef, be.creates, be.rooms, got.Status.Conditions)
+	}
+}
+
 // Test helpers.
 
 func testScheme(t *testing.T) *runtime.Scheme {
@@ -656,4 +682,25 @@ func (f *fakeBackend) Delete(_ context.Context, ref string) error {
 	f.deletes++
 	delete(f.rooms, ref)
 	return nil
+}
+
+func TestVMRSetupWithManager(t *testing.T) {
+	mgr, err := ctrl.NewManager(&rest.Config{Host: "https://127.0.0.1:1"}, ctrl.Options{
+		Scheme:  testScheme(t),
+		Metrics: metricsserver.Options{BindAddress: "0"},
+	})
+	if err != nil {
+		t.Skipf("no manager without an API server: %v", err)
+	}
+	r := &VMRReconciler{Client: mgr.GetClient(), Recorder: events.NewFakeRecorder(1), Backend: embedded.New(), MaxConcurrentReconciles: 4}
+	if err := r.SetupWithManager(mgr); err != nil {
+		t.Fatalf("SetupWithManager: %v", err)
+	}
+	if r.NumericIDMin != defaultNumericIDMin || r.BackendTimeout != defaultBackendTimeout {
+		t.Errorf("defaults not applied: %+v", r)
+	}
+	bad := &VMRReconciler{Client: mgr.GetClient(), Backend: embedded.New(), NumericIDMin: 5, NumericIDMax: 99}
+	if err := bad.setup(); err == nil {
+		t.Error("a range of fewer than 4 digits was accepted")
+	}
 }
