@@ -154,7 +154,7 @@ var managerMu sync.Mutex
 // startManager runs the real manager, with its webhooks, until the returned
 // function is called; that function waits until it has stopped. counter, when
 // not nil, counts the manager's API requests.
-func startManager(counter *writeCounter) (stop func()) {
+func startManager(counter *writeCounter, opts operator.Options) (stop func()) {
 	managerMu.Lock()
 	mcfg := rest.CopyConfig(cfg)
 	mcfg.QPS, mcfg.Burst = 500, 1000
@@ -174,7 +174,7 @@ func startManager(counter *writeCounter) (stop func()) {
 		panic(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := operator.Setup(ctx, mgr, testOptions()); err != nil {
+	if err := operator.Setup(ctx, mgr, opts); err != nil {
 		panic(err)
 	}
 	done := make(chan struct{})
@@ -232,6 +232,26 @@ func insecureTLS() *tls.Config { return &tls.Config{InsecureSkipVerify: true} } 
 // stopSharedManager and one of the start functions.
 var stopShared func()
 
-func startSharedManager()                        { stopShared = startManager(nil) }
-func startSharedManagerCounting(c *writeCounter) { stopShared = startManager(c) }
+func startSharedManager()                        { stopShared = startManager(nil, testOptions()) }
+func startSharedManagerCounting(c *writeCounter) { stopShared = startManager(c, testOptions()) }
 func stopSharedManager()                         { stopShared() }
+
+// withManager replaces the shared manager, for the rest of the test, by one
+// whose options change adjusts (another VMR backend, say); the shared manager
+// comes back when the test ends. It returns a function that restarts the
+// replacement in process, as a crash and a new pod would.
+func withManager(t *testing.T, counter *writeCounter, change func(*operator.Options)) (restart func()) {
+	t.Helper()
+	opts := testOptions()
+	change(&opts)
+	stopSharedManager()
+	stopShared = startManager(counter, opts)
+	t.Cleanup(func() {
+		stopSharedManager()
+		startSharedManager()
+	})
+	return func() {
+		stopSharedManager()
+		stopShared = startManager(counter, opts)
+	}
+}
