@@ -72,15 +72,19 @@ func (r *ConciergeReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ct
 
 // SetupWithManager registers the controller. Any PlatformUser or entity
 // namespace change maps to the single work item; the queue coalesces bursts.
+// The bindings themselves are watched too, so that a hand edit is undone.
 func (r *ConciergeReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{conciergesKey}
 	})
+	named := func(name string) builder.Predicates {
+		return builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == name }))
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("concierge").
 		Watches(&v1.PlatformUser{}, all).
 		Watches(&corev1.Namespace{}, all).
-		Watches(&rbacv1.ClusterRoleBinding{}, all, builder.WithPredicates(predicate.NewPredicateFuncs(
-			func(o client.Object) bool { return o.GetName() == ConciergesBinding }))).
+		Watches(&rbacv1.ClusterRoleBinding{}, all, named(ConciergesBinding)).
+		Watches(&rbacv1.RoleBinding{}, all, named(ConciergePINsBinding)).
 		Complete(r)
 }

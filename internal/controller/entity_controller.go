@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
@@ -71,6 +72,7 @@ func (r *EntityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	if err := r.rollup(ctx, entity, ns.Name); err != nil {
 		return ctrl.Result{}, err
 	}
+	r.warnWhenFull(entity, orig.Status.Licenses)
 	setPhase(&entity.Status.StatusBase, entity.Generation, phaseReady, v1.ReasonReconciled, readyMessage(entity))
 	return ctrl.Result{}, nil
 }
@@ -212,8 +214,30 @@ func (r *EntityReconciler) rollup(ctx context.Context, e *v1.Entity, namespace s
 	return nil
 }
 
-// SetupWithManager registers the controller: Entities, the namespaces they own
-// and, mapped to their entity through the namespace label, the pools, users and
+// warnWhenFull records a Warning on the Entity when its licenses run out or
+// users start waiting for one: the event a concierge following the entity
+// (kubectl describe ent, kubectl get events) must not miss, without watching
+// every pool. The rollup stored in status before this pass is the memory, so
+// a resync or an operator restart does not repeat the event.
+func (r *EntityReconciler) warnWhenFull(e *v1.Entity, before v1.LicenseCounts) {
+	now := e.Status.Licenses
+	if !licensesExhausted(now) || licensesExhausted(before) {
+		return
+	}
+	r.Recorder.Eventf(e, nil, corev1.EventTypeWarning, v1.ReasonLicensePoolExhausted, "Allocate",
+		"Entity %q has no license left: %d/%d licenses used, %d users waiting; deactivate users or grant more licenses",
+		e.Name, now.Used, now.Capacity, now.Pending)
+}
+
+// licensesExhausted: every allocated license is held, or someone waits for one.
+// An entity with no license at all is not "full": it was never given any.
+func licensesExhausted(l v1.LicenseCounts) bool {
+	return l.Pending > 0 || (l.Capacity > 0 && l.Available == 0)
+}
+
+// SetupWithManager registers the controller: Entities, the namespaces and RBAC
+// objects they own (so that a hand edit of a generated binding is undone) and,
+// mapped to their entity through the namespace label, the pools, users and
 // rooms they count.
 func (r *EntityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	toEntity := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
@@ -229,6 +253,9 @@ func (r *EntityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1.Entity{}).
 		Owns(&corev1.Namespace{}).
+		Owns(&rbacv1.RoleBinding{}).
+		Owns(&rbacv1.ClusterRole{}).
+		Owns(&rbacv1.ClusterRoleBinding{}).
 		Watches(&v1.LicensePool{}, toEntity, builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
 		Watches(&v1.PlatformUser{}, toEntity).
 		Watches(&v1.VMR{}, toEntity).

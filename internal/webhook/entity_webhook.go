@@ -18,6 +18,10 @@ import (
 // or rooms is not deleted while spec.deletionProtection is true.
 type EntityValidator struct {
 	checker
+	// APIReader counts what remains from the API server, not the cache: a
+	// deletion is rare and cannot be undone, so a user created a moment ago
+	// and not yet in this replica's cache must still protect its entity.
+	APIReader client.Reader
 }
 
 // ValidateCreate has nothing to check beyond the schema.
@@ -38,11 +42,11 @@ func (v *EntityValidator) ValidateDelete(ctx context.Context, e *v1.Entity) (adm
 	}
 	ns := e.NamespaceName()
 	users := &v1.PlatformUserList{}
-	if err := v.List(ctx, users, client.InNamespace(ns)); err != nil {
+	if err := v.APIReader.List(ctx, users, client.InNamespace(ns)); err != nil {
 		return nil, apierrors.NewInternalError(err)
 	}
 	vmrs := &v1.VMRList{}
-	if err := v.List(ctx, vmrs, client.InNamespace(ns)); err != nil {
+	if err := v.APIReader.List(ctx, vmrs, client.InNamespace(ns)); err != nil {
 		return nil, apierrors.NewInternalError(err)
 	}
 	var remains []string

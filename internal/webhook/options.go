@@ -52,7 +52,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if err := ctrl.NewWebhookManagedBy(mgr, &v1.LicensePool{}).WithValidator(&LicensePoolValidator{checker: base}).Complete(); err != nil {
 		return err
 	}
-	if err := ctrl.NewWebhookManagedBy(mgr, &v1.Entity{}).WithValidator(&EntityValidator{checker: base}).Complete(); err != nil {
+	if err := ctrl.NewWebhookManagedBy(mgr, &v1.Entity{}).WithValidator(&EntityValidator{checker: base, APIReader: mgr.GetAPIReader()}).Complete(); err != nil {
 		return err
 	}
 	return ctrl.NewWebhookManagedBy(mgr, &v1.VMR{}).WithValidator(&VMRValidator{checker: base, APIReader: mgr.GetAPIReader(), claims: newRecentClaims()}).Complete()
