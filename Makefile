@@ -5,10 +5,14 @@ CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION    ?= v2.15.0
 HELM_VERSION             ?= v4.3.1
 
+# Tools and the manager binary. The versioned tools are built once from the Go
+# module proxy and kept outside the clone, like the control-plane binaries, so a
+# fresh clone (and CI) reuses them.
+TOOLS_CACHE     ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/visio-operator/tools
 LOCALBIN        ?= $(CURDIR)/bin
-CONTROLLER_GEN  ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
-GOLANGCI_LINT   ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
-HELM            ?= $(LOCALBIN)/helm-$(HELM_VERSION)
+CONTROLLER_GEN  ?= $(TOOLS_CACHE)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+GOLANGCI_LINT   ?= $(TOOLS_CACHE)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+HELM            ?= $(TOOLS_CACHE)/helm-$(HELM_VERSION)
 
 # Extra manager flags for `make run`, e.g. ARGS="--vmr-backend=pexip ...".
 ARGS ?=
@@ -78,7 +82,7 @@ bench: ## Run the benchmarks of the pure logic.
 
 .PHONY: bench-burst
 bench-burst: ## Measure a burst of 2,000 users across 20 pools against a real control plane.
-	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" go test ./internal/controller/ -run=NONE -bench=BenchmarkUserBurst -benchtime=1x -timeout 30m
+	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" go test ./test/integration/ -run=NONE -bench=BenchmarkUserBurst -benchtime=1x -timeout 30m
 
 .PHONY: fuzz
 fuzz: ## Fuzz the validators and the allocator for 30s each.
@@ -98,16 +102,16 @@ build: ## Build the manager binary.
 
 ##@ Tools
 
-$(LOCALBIN):
-	mkdir -p $(LOCALBIN)
+$(TOOLS_CACHE):
+	mkdir -p $(TOOLS_CACHE)
 
-$(CONTROLLER_GEN): | $(LOCALBIN)
+$(CONTROLLER_GEN): | $(TOOLS_CACHE)
 	$(call go-install-tool,$(CONTROLLER_GEN),sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_TOOLS_VERSION))
 
-$(GOLANGCI_LINT): | $(LOCALBIN)
+$(GOLANGCI_LINT): | $(TOOLS_CACHE)
 	$(call go-install-tool,$(GOLANGCI_LINT),github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION))
 
-$(HELM): | $(LOCALBIN)
+$(HELM): | $(TOOLS_CACHE)
 	$(call go-install-tool,$(HELM),helm.sh/helm/v4/cmd/helm,$(HELM_VERSION))
 
 # go-install-tool installs a versioned binary: $(1) target path, $(2) package, $(3) version.
@@ -116,7 +120,7 @@ define go-install-tool
 	set -e; \
 	echo "Installing $(2)@$(3) (first time only)"; \
 	rm -f "$(1)"; \
-	GOBIN="$(LOCALBIN)" go install "$(2)@$(3)"; \
-	mv "$(LOCALBIN)/$$(basename "$(2)")" "$(1)"; \
+	GOBIN="$(TOOLS_CACHE)" go install "$(2)@$(3)"; \
+	mv "$(TOOLS_CACHE)/$$(basename "$(2)")" "$(1)"; \
 }
 endef

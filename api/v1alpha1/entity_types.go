@@ -143,7 +143,3 @@ type EntityList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Entity `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&Entity{}, &EntityList{})
-}

@@ -77,6 +77,12 @@ type LicenseReservation struct {
 	// reservedAt is when admission reserved the license.
 	// +required
 	ReservedAt metav1.Time `json:"reservedAt"`
+	// generation is the generation the user has once the admitted request is
+	// stored. From that generation on, the user's own state says whether it
+	// holds a license, and the reservation no longer counts.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Generation int64 `json:"generation,omitempty"`
 }
 
 // LicensePoolStatus is what the operator observed of a LicensePool.
@@ -130,10 +136,6 @@ type LicensePoolList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []LicensePool `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&LicensePool{}, &LicensePoolList{})
 }
 
 // CapacityAt is the pool's licenses plus the grants that have not expired at

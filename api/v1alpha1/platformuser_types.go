@@ -178,10 +178,6 @@ type PlatformUserList struct {
 	Items           []PlatformUser `json:"items"`
 }
 
-func init() {
-	SchemeBuilder.Register(&PlatformUser{}, &PlatformUserList{})
-}
-
 // WantsLicenseIn reports whether the user, as declared, wants a license of the
 // named pool: it is active, names that pool, and is not being deleted.
 func (u *PlatformUser) WantsLicenseIn(pool string) bool {

@@ -144,7 +144,3 @@ type VMRList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []VMR `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&VMR{}, &VMRList{})
-}

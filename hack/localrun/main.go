@@ -87,7 +87,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	defer kcmLog.Close()
+	defer func() { _ = kcmLog.Close() }()
 	kcm.Stdout, kcm.Stderr = kcmLog, kcmLog
 	kcm.Cancel = func() error { return kcm.Process.Signal(syscall.SIGTERM) }
 	if err := kcm.Start(); err != nil {

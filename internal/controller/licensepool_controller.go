@@ -219,23 +219,22 @@ func (r *LicensePoolReconciler) updatePoolStatus(ctx context.Context, pool *v1.L
 // the license as taken.
 const reservationGrace = 5 * time.Second
 
-// liveReservations keeps the reservations whose user is not yet visible in
-// the cache as active in this pool, and that have not outlived the TTL.
+// liveReservations keeps the reservations that have not outlived the TTL and
+// whose user the cache does not yet show at the generation they were made for.
 func (r *LicensePoolReconciler) liveReservations(pool *v1.LicensePool, users *v1.PlatformUserList, now time.Time) []v1.LicenseReservation {
 	if len(pool.Status.Reservations) == 0 {
 		return pool.Status.Reservations
 	}
-	seen := make(map[string]bool, len(users.Items))
+	seen := make(map[string]int64, len(users.Items))
 	for i := range users.Items {
-		u := &users.Items[i]
-		if u.WantsLicenseIn(pool.Name) {
-			seen[u.Name] = true
-		}
+		seen[users.Items[i].Name] = users.Items[i].Generation
 	}
 	var out []v1.LicenseReservation
 	for _, res := range pool.Status.Reservations {
 		age := now.Sub(res.ReservedAt.Time)
-		if age >= r.ReservationTTL || (seen[res.User] && age >= reservationGrace) {
+		generation, ok := seen[res.User]
+		covered := ok && generation >= max(res.Generation, 1)
+		if age >= r.ReservationTTL || (covered && age >= reservationGrace) {
 			continue
 		}
 		out = append(out, res)

@@ -279,7 +279,7 @@ func claimEqual(a, b Claim) bool {
 	if (a.HeldSince == nil) != (b.HeldSince == nil) {
 		return false
 	}
-	return a.HeldSince == nil || *a.HeldSince == *b.HeldSince
+	return a.HeldSince == nil || a.HeldSince.Equal(*b.HeldSince)
 }
 
 func TestAllocateNilClaims(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "visio.dev/operator/api/v1alpha1"
@@ -50,56 +52,66 @@ func (r *licenseReserver) lock(key types.NamespacedName) func() {
 	return l.Unlock
 }
 
-// maxReserveAttempts bounds the re-reads after a Conflict with another replica
-// or with the controller's status write.
-const maxReserveAttempts = 8
+// reserveBackoff paces the re-reads after a Conflict, which come from other
+// replicas and from the controller writing the pool's counts. A burst keeps
+// the controller writing, so a few conflicts in a row are normal: the steps
+// add up to about five seconds, within the webhook's ten-second timeout.
+var reserveBackoff = wait.Backoff{Steps: 16, Duration: 10 * time.Millisecond, Factor: 1.5, Jitter: 0.5, Cap: time.Second}
 
 // reserve returns a field error when the user cannot be activated in its pool,
 // and otherwise records a reservation (unless dryRun).
-func (r *licenseReserver) reserve(ctx context.Context, u *v1.PlatformUser, entity string, dryRun bool) (*field.Error, error) {
+// generation is the generation u will have once stored.
+func (r *licenseReserver) reserve(ctx context.Context, u *v1.PlatformUser, generation int64, entity string, dryRun bool) (*field.Error, error) {
 	key := types.NamespacedName{Namespace: u.Namespace, Name: u.PoolName()}
 	defer r.lock(key)()
-	poolPath := field.NewPath("spec", "licensePool")
-
-	for attempt := 0; ; attempt++ {
-		pool := &v1.LicensePool{}
-		if err := r.reader.Get(ctx, key, pool); err != nil {
-			if apierrors.IsNotFound(err) {
-				return field.NotFound(poolPath, fmt.Sprintf("license pool %q of entity %q", key.Name, entity)), nil
-			}
-			return nil, fmt.Errorf("cannot read license pool %q: %w", key.Name, err)
-		}
-		if pool.EnforcementOrDefault() == v1.EnforcementQueue {
-			return nil, nil // admitted; the user waits for a license if none is free
-		}
-		now := r.opts.Clock.Now()
-		capacity, _ := pool.CapacityAt(now)
-		held, err := r.holders(ctx, pool, u.Name, now)
-		if err != nil {
-			return nil, err
-		}
-		if int32(len(held)) >= capacity {
-			return field.Forbidden(poolPath, fmt.Sprintf(
-				"license pool %q of entity %q is full: %d/%d licenses used; deactivate a user or request more licenses",
-				key.Name, entity, len(held), capacity)), nil
-		}
-		if dryRun {
-			return nil, nil
-		}
-		setReservation(pool, u.Name, metav1.NewTime(now))
-		err = r.cache.Status().Update(ctx, pool)
-		if err == nil {
-			return nil, nil
-		}
-		if !apierrors.IsConflict(err) || attempt+1 >= maxReserveAttempts {
-			return nil, fmt.Errorf("cannot reserve a license in pool %q: %w", key.Name, err)
-		}
+	var refusal *field.Error
+	err := retry.OnError(reserveBackoff, apierrors.IsConflict, func() error {
+		var err error
+		refusal, err = r.tryReserve(ctx, key, u.Name, generation, entity, dryRun)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot reserve a license in pool %q: %w", key.Name, err)
 	}
+	return refusal, nil
+}
+
+// tryReserve makes one attempt on a fresh copy of the pool; a Conflict error
+// means the pool changed under it and the attempt may be repeated.
+func (r *licenseReserver) tryReserve(ctx context.Context, key types.NamespacedName, user string, generation int64, entity string, dryRun bool) (*field.Error, error) {
+	poolPath := field.NewPath("spec", "licensePool")
+	pool := &v1.LicensePool{}
+	if err := r.reader.Get(ctx, key, pool); err != nil {
+		if apierrors.IsNotFound(err) {
+			return field.Invalid(poolPath, key.Name, fmt.Sprintf(
+				"license pool %q of entity %q does not exist; name an existing pool or ask for one to be created", key.Name, entity)), nil
+		}
+		return nil, fmt.Errorf("cannot read license pool %q: %w", key.Name, err)
+	}
+	if pool.EnforcementOrDefault() == v1.EnforcementQueue {
+		return nil, nil // admitted; the user waits for a license if none is free
+	}
+	now := r.opts.Clock.Now()
+	capacity, _ := pool.CapacityAt(now)
+	held, err := r.holders(ctx, pool, user, now)
+	if err != nil {
+		return nil, err
+	}
+	if int32(len(held)) >= capacity {
+		return field.Forbidden(poolPath, fmt.Sprintf(
+			"license pool %q of entity %q is full: %d/%d licenses used; deactivate a user or request more licenses",
+			key.Name, entity, len(held), capacity)), nil
+	}
+	if dryRun {
+		return nil, nil
+	}
+	setReservation(pool, v1.LicenseReservation{User: user, ReservedAt: metav1.NewTime(now), Generation: generation})
+	return nil, r.cache.Status().Update(ctx, pool)
 }
 
 // holders are the names holding or promised a license of pool, other than
 // user: active users of the pool as the cache knows them, and the unexpired
-// reservations for users the cache does not show yet. Under Deny every active
+// reservations the cache does not yet account for. Under Deny every active
 // user counts, licensed or not, since each one was admitted against a license.
 func (r *licenseReserver) holders(ctx context.Context, pool *v1.LicensePool, user string, now time.Time) (map[string]struct{}, error) {
 	users := &v1.PlatformUserList{}
@@ -113,20 +125,44 @@ func (r *licenseReserver) holders(ctx context.Context, pool *v1.LicensePool, use
 		}
 	}
 	for _, res := range pool.Status.Reservations {
-		if res.User != user && now.Before(res.ReservedAt.Add(r.opts.ReservationTTL)) {
+		if res.User == user || !now.Before(res.ReservedAt.Add(r.opts.ReservationTTL)) {
+			continue
+		}
+		covered, err := r.covered(ctx, pool.Namespace, res)
+		if err != nil {
+			return nil, err
+		}
+		if !covered {
 			held[res.User] = struct{}{}
 		}
 	}
 	return held, nil
 }
 
-// setReservation records (or renews) the reservation for user.
-func setReservation(pool *v1.LicensePool, user string, at metav1.Time) {
+// covered tells whether the cache shows the reservation's user at the
+// generation the reservation was made for, or later: from then on the user's
+// own state counts (and a user deactivated since frees its license at once).
+func (r *licenseReserver) covered(ctx context.Context, namespace string, res v1.LicenseReservation) (bool, error) {
+	if res.Generation == 0 {
+		return false, nil
+	}
+	u := &v1.PlatformUser{}
+	if err := r.cache.Get(ctx, types.NamespacedName{Namespace: namespace, Name: res.User}, u); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("cannot read user %q: %w", res.User, err)
+	}
+	return u.Generation >= res.Generation, nil
+}
+
+// setReservation records res, replacing an earlier reservation for its user.
+func setReservation(pool *v1.LicensePool, res v1.LicenseReservation) {
 	for i := range pool.Status.Reservations {
-		if pool.Status.Reservations[i].User == user {
-			pool.Status.Reservations[i].ReservedAt = at
+		if pool.Status.Reservations[i].User == res.User {
+			pool.Status.Reservations[i] = res
 			return
 		}
 	}
-	pool.Status.Reservations = append(pool.Status.Reservations, v1.LicenseReservation{User: user, ReservedAt: at})
+	pool.Status.Reservations = append(pool.Status.Reservations, res)
 }

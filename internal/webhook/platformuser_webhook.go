@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	authnv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -76,14 +77,10 @@ func (v *PlatformUserValidator) validate(ctx context.Context, old, u *v1.Platfor
 			}
 		}
 	}
-	if u.RoleOrDefault() == v1.RoleConcierge && (old == nil || old.RoleOrDefault() != v1.RoleConcierge) && !v.isPlatformAdmin(req.UserInfo) {
-		ok, err := v.isConcierge(ctx, req.UserInfo)
-		if err != nil {
-			return apierrors.NewInternalError(err)
-		}
-		if !ok {
-			errs = append(errs, field.Forbidden(spec.Child("role"), "only a Concierge or a platform administrator may grant the Concierge role"))
-		}
+	if fe, err := v.checkConciergeGrant(ctx, req.UserInfo, old, u); err != nil {
+		return apierrors.NewInternalError(err)
+	} else if fe != nil {
+		errs = append(errs, fe)
 	}
 	if len(errs) > 0 {
 		return apierrors.NewInvalid(gk, u.Name, errs)
@@ -95,10 +92,40 @@ func (v *PlatformUserValidator) validate(ctx context.Context, old, u *v1.Platfor
 		return nil
 	}
 	dryRun := req.DryRun != nil && *req.DryRun
-	if fe, err := v.reserver.reserve(ctx, u, entity, dryRun); err != nil {
+	generation := int64(1) // a create is stored at generation 1, an update one past the old
+	if old != nil {
+		generation = old.Generation + 1
+	}
+	if fe, err := v.reserver.reserve(ctx, u, generation, entity, dryRun); err != nil {
 		return apierrors.NewInternalError(err)
 	} else if fe != nil {
 		return apierrors.NewInvalid(gk, u.Name, field.ErrorList{fe})
 	}
 	return nil
+}
+
+// checkConciergeGrant refuses to give the Concierge role to anyone unless the
+// requester is a Concierge or a platform administrator. The role is given by
+// creating a Concierge, by promoting a user, and also by changing the email of
+// a Concierge: the email is the RBAC subject, so the new address's owner would
+// get the role (an entity administrator could otherwise make himself Concierge
+// by writing his own address on a Concierge of his entity).
+func (v *PlatformUserValidator) checkConciergeGrant(ctx context.Context, requester authnv1.UserInfo, old, u *v1.PlatformUser) (*field.Error, error) {
+	if u.RoleOrDefault() != v1.RoleConcierge {
+		return nil, nil
+	}
+	promoted := old == nil || old.RoleOrDefault() != v1.RoleConcierge
+	moved := !promoted && old.Spec.Email != u.Spec.Email
+	if !promoted && !moved || v.isPlatformAdmin(requester) {
+		return nil, nil
+	}
+	ok, err := v.isConcierge(ctx, requester)
+	if err != nil || ok {
+		return nil, err
+	}
+	if moved {
+		return field.Forbidden(field.NewPath("spec", "email"),
+			"only a Concierge or a platform administrator may change the email of a Concierge: it gives the role to the new address"), nil
+	}
+	return field.Forbidden(field.NewPath("spec", "role"), "only a Concierge or a platform administrator may grant the Concierge role"), nil
 }

@@ -34,7 +34,7 @@ func TestChartRendersAndApplies(t *testing.T) {
 			continue
 		}
 		kinds[obj.GetKind()]++
-		g.Expect(k8s.Patch(ctx(), obj, client.Apply, client.DryRunAll, client.ForceOwnership, client.FieldOwner("chart-test"))).
+		g.Expect(k8s.Apply(ctx(), client.ApplyConfigurationFromUnstructured(obj), client.DryRunAll, client.ForceOwnership, client.FieldOwner("chart-test"))).
 			To(Succeed(), "%s %s", obj.GetKind(), obj.GetName())
 	}
 	g.Expect(kinds).To(HaveKeyWithValue("CustomResourceDefinition", 4))

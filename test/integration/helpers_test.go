@@ -25,7 +25,7 @@ var entitySeq atomic.Int64
 
 // newEntity creates an unprotected Entity with a unique name, waits for its
 // namespace, and deletes it when the test ends.
-func newEntity(t *testing.T, g Gomega) (*v1.Entity, string) {
+func newEntity(t testing.TB, g Gomega) (*v1.Entity, string) {
 	t.Helper()
 	name := fmt.Sprintf("%s-%d", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), entitySeq.Add(1))
 	if len(name) > 50 {

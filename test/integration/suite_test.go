@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -130,8 +131,14 @@ func startControllerManager() (func(), error) {
 	}, nil
 }
 
-// writeCounter counts the requests that change something, made by the manager.
-type writeCounter struct{ writes, reads atomic.Int64 }
+// writeCounter counts the manager's API requests: reads, and writes by
+// resource ("platformusers/status", "licensepools/status", "events", ...).
+type writeCounter struct {
+	writes, reads atomic.Int64
+
+	mu         sync.Mutex
+	byResource map[string]int64
+}
 
 func (c *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
@@ -140,9 +147,53 @@ func (c *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 			c.reads.Add(1)
 		default:
 			c.writes.Add(1)
+			c.mu.Lock()
+			if c.byResource == nil {
+				c.byResource = map[string]int64{}
+			}
+			c.byResource[resourceOf(r.URL.Path)]++
+			c.mu.Unlock()
 		}
 		return rt.RoundTrip(r)
 	})
+}
+
+// allWrites is the key of snapshot's total.
+const allWrites = "*"
+
+// snapshot copies the write counts by resource, with the total under allWrites.
+func (c *writeCounter) snapshot() map[string]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int64, len(c.byResource)+1)
+	for k, v := range c.byResource {
+		out[k] = v
+	}
+	out[allWrites] = c.writes.Load()
+	return out
+}
+
+// resourceOf names the resource of an API path, with its subresource:
+// /apis/g/v/namespaces/ns/platformusers/u/status is "platformusers/status".
+func resourceOf(path string) string {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	// Drop "api/v1" or "apis/<group>/<version>", then "namespaces/<ns>".
+	if len(parts) > 0 && parts[0] == "api" {
+		parts = parts[min(2, len(parts)):]
+	} else {
+		parts = parts[min(3, len(parts)):]
+	}
+	if len(parts) > 2 && parts[0] == "namespaces" {
+		parts = parts[2:]
+	}
+	switch len(parts) {
+	case 0:
+		return ""
+	case 1, 2:
+		return parts[0]
+	default:
+		return parts[0] + "/" + parts[2]
+	}
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
@@ -240,7 +291,7 @@ func stopSharedManager()                         { stopShared() }
 // whose options change adjusts (another VMR backend, say); the shared manager
 // comes back when the test ends. It returns a function that restarts the
 // replacement in process, as a crash and a new pod would.
-func withManager(t *testing.T, counter *writeCounter, change func(*operator.Options)) (restart func()) {
+func withManager(t testing.TB, counter *writeCounter, change func(*operator.Options)) (restart func()) {
 	t.Helper()
 	opts := testOptions()
 	change(&opts)
