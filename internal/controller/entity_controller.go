@@ -82,7 +82,7 @@ func readyMessage(e *v1.Entity) string {
 	l := e.Status.Licenses
 	msg := fmt.Sprintf("%d/%d licenses used, %d users, %d rooms", l.Used, l.Capacity, e.Status.Users.Total, e.Status.VMRs.Total)
 	if l.Pending > 0 {
-		msg += fmt.Sprintf(", %d users waiting for a license", l.Pending)
+		msg += ", " + waiting(l.Pending) + " for a license"
 	}
 	return msg
 }
@@ -225,8 +225,8 @@ func (r *EntityReconciler) warnWhenFull(e *v1.Entity, before v1.LicenseCounts) {
 		return
 	}
 	r.Recorder.Eventf(e, nil, corev1.EventTypeWarning, v1.ReasonLicensePoolExhausted, "Allocate",
-		"Entity %q has no license left: %d/%d licenses used, %d users waiting; deactivate users or grant more licenses",
-		e.Name, now.Used, now.Capacity, now.Pending)
+		"Entity %q has no license left: %d/%d licenses used, %s; deactivate users or grant more licenses",
+		e.Name, now.Used, now.Capacity, waiting(now.Pending))
 }
 
 // licensesExhausted: every allocated license is held, or someone waits for one.

@@ -77,7 +77,9 @@ func (r *EntityReconciler) ensureRBAC(ctx context.Context, e *v1.Entity, ns *cor
 		&rbacv1.ClusterRole{
 			ObjectMeta: metav1.ObjectMeta{Name: entityReaderName(e), Labels: labels},
 			Rules: []rbacv1.PolicyRule{{
-				APIGroups: []string{v1.GroupVersion.Group}, Resources: []string{"entities", "entities/status"},
+				// The Entity's status comes with it; the manager may only grant
+				// what it holds itself, and it has no business on entities/status reads.
+				APIGroups: []string{v1.GroupVersion.Group}, Resources: []string{"entities"},
 				ResourceNames: []string{e.Name}, Verbs: []string{"get", "watch"},
 			}},
 		},

@@ -1,9 +1,10 @@
 package controller
 
 import (
+	"fmt"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"k8s.io/client-go/tools/events"
 
 	v1 "visio.dev/operator/api/v1alpha1"
@@ -76,3 +77,11 @@ func truncate(s string) string {
 // EventRecorder is what the controllers use to record events (the
 // events.k8s.io API).
 type EventRecorder = events.EventRecorder
+
+// waiting says how many users wait for a license, in words: "1 user waiting".
+func waiting(n int32) string {
+	if n == 1 {
+		return "1 user waiting"
+	}
+	return fmt.Sprintf("%d users waiting", n)
+}

@@ -197,7 +197,7 @@ func (r *LicensePoolReconciler) updatePoolStatus(ctx context.Context, pool *v1.L
 
 	msg := fmt.Sprintf("%d/%d licenses used", st.Used, st.Capacity)
 	if st.Pending > 0 {
-		msg += fmt.Sprintf(", %d users waiting", st.Pending)
+		msg += ", " + waiting(st.Pending)
 	}
 	if !pool.DeletionTimestamp.IsZero() {
 		setPhase(&st.StatusBase, pool.Generation, phaseProgressing, v1.ReasonProgressing, "license pool is being deleted")
@@ -206,7 +206,7 @@ func (r *LicensePoolReconciler) updatePoolStatus(ctx context.Context, pool *v1.L
 	}
 	if st.Pending > 0 && orig.Status.Pending == 0 {
 		r.Recorder.Eventf(pool, nil, corev1.EventTypeWarning, v1.ReasonLicensePoolExhausted, "Allocate",
-			"License pool %q of namespace %q is full: %d/%d licenses used, %d users waiting", pool.Name, pool.Namespace, st.Used, st.Capacity, st.Pending)
+			"License pool %q of namespace %q is full: %d/%d licenses used, %s", pool.Name, pool.Namespace, st.Used, st.Capacity, waiting(st.Pending))
 	}
 	if err := patchStatusIfChanged(ctx, r.Client, orig, pool, &orig.Status, &pool.Status); err != nil {
 		return ctrl.Result{}, err

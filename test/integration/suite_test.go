@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -32,6 +34,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/yaml"
 
 	v1 "visio.dev/operator/api/v1alpha1"
 	"visio.dev/operator/internal/backend/embedded"
@@ -76,6 +79,10 @@ func run(m *testing.M) int {
 	}
 	defer stopKCM()
 	if k8s, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if managerCfg, err = managerIdentity(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -129,6 +136,58 @@ func startControllerManager() (func(), error) {
 		_ = logFile.Close()
 		_ = os.RemoveAll(dir)
 	}, nil
+}
+
+// managerCfg is the manager's identity: a service account bound to the
+// ClusterRole the operator ships and to nothing else, so that every test also
+// proves that least-privilege role is enough.
+var managerCfg *rest.Config
+
+const managerServiceAccount = "system:serviceaccount:visio-system:visio-operator"
+
+// managerIdentity installs the shipped ClusterRoles (the manager's own, and
+// the platform roles it binds), binds the manager's to the service account
+// and returns a config that authenticates as that account.
+func managerIdentity() (*rest.Config, error) {
+	for _, file := range []string{"role.yaml", "roles.yaml"} {
+		if err := applyClusterRoles(filepath.Join(root, "config", "rbac", file)); err != nil {
+			return nil, err
+		}
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "visio-operator-manager"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "visio-operator-manager"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: managerServiceAccount}},
+	}
+	if err := k8s.Create(ctx(), binding); err != nil {
+		return nil, fmt.Errorf("cannot bind the manager's ClusterRole: %w", err)
+	}
+	user, err := testEnv.AddUser(envtest.User{Name: managerServiceAccount, Groups: []string{"system:serviceaccounts", "system:authenticated"}}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("cannot create the manager's user: %w", err)
+	}
+	return user.Config(), nil
+}
+
+// applyClusterRoles creates or updates the ClusterRoles of a manifest file.
+func applyClusterRoles(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		role := &rbacv1.ClusterRole{}
+		if err := yaml.UnmarshalStrict([]byte(doc), role); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if role.Name == "" {
+			continue
+		}
+		if err := k8s.Create(ctx(), role); err != nil {
+			return fmt.Errorf("%s: cannot create ClusterRole %s: %w", path, role.Name, err)
+		}
+	}
+	return nil
 }
 
 // writeCounter counts the manager's API requests: reads, and writes by
@@ -207,7 +266,7 @@ var managerMu sync.Mutex
 // not nil, counts the manager's API requests.
 func startManager(counter *writeCounter, opts operator.Options) (stop func()) {
 	managerMu.Lock()
-	mcfg := rest.CopyConfig(cfg)
+	mcfg := rest.CopyConfig(managerCfg)
 	mcfg.QPS, mcfg.Burst = 500, 1000
 	if counter != nil {
 		mcfg.WrapTransport = counter.wrap
