@@ -80,7 +80,7 @@ func (r *EntityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 // readyMessage is what `kubectl get ent` shows in the Status column.
 func readyMessage(e *v1.Entity) string {
 	l := e.Status.Licenses
-	msg := fmt.Sprintf("%d/%d licenses used, %d users, %d rooms", l.Used, l.Capacity, e.Status.Users.Total, e.Status.VMRs.Total)
+	msg := fmt.Sprintf("%d/%d licenses used, %s, %s", l.Used, l.Capacity, count(e.Status.Users.Total, "user"), count(e.Status.VMRs.Total, "room"))
 	if l.Pending > 0 {
 		msg += ", " + waiting(l.Pending) + " for a license"
 	}

@@ -79,9 +79,12 @@ func truncate(s string) string {
 type EventRecorder = events.EventRecorder
 
 // waiting says how many users wait for a license, in words: "1 user waiting".
-func waiting(n int32) string {
+func waiting(n int32) string { return count(n, "user") + " waiting" }
+
+// count says n things in English: "1 room", "2 rooms".
+func count(n int32, thing string) string {
 	if n == 1 {
-		return "1 user waiting"
+		return "1 " + thing
 	}
-	return fmt.Sprintf("%d users waiting", n)
+	return fmt.Sprintf("%d %ss", n, thing)
 }
