@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,15 +16,14 @@ import (
 	"syscall"
 	"time"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/yaml"
 
 	v1 "visio.dev/operator/api/v1alpha1"
+	"visio.dev/operator/config/samples"
 )
 
 func main() {
@@ -128,7 +126,7 @@ func applySamples(ctx context.Context, kubeconfig, assets string) {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(v1.AddToScheme(scheme))
-	objs, err := readSamples()
+	objs, err := samples.Objects()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cannot read the samples:", err)
 		return
@@ -157,30 +155,6 @@ func applySamples(ctx context.Context, kubeconfig, assets string) {
 	}
 	fmt.Printf("\nThe samples are applied. In another terminal:\n\n    export KUBECONFIG=%s\n    %s get visio -A\n\nCtrl-C here stops the operator and the control plane.\n\n",
 		kubeconfig, filepath.Join(assets, "kubectl"))
-}
-
-func readSamples() ([]*unstructured.Unstructured, error) {
-	files, err := filepath.Glob(filepath.Join("config", "samples", "0*.yaml"))
-	if err != nil || len(files) == 0 {
-		return nil, errors.Join(err, errors.New("no samples in config/samples"))
-	}
-	var out []*unstructured.Unstructured
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		for _, doc := range strings.Split(string(data), "\n---\n") {
-			u := &unstructured.Unstructured{}
-			if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
-				return nil, fmt.Errorf("%s: %w", f, err)
-			}
-			if len(u.Object) > 0 {
-				out = append(out, u)
-			}
-		}
-	}
-	return out, nil
 }
 
 func output(cmd string) (string, error) {

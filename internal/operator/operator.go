@@ -8,8 +8,14 @@ import (
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "visio.dev/operator/api/v1alpha1"
 
 	"visio.dev/operator/internal/backend"
 	"visio.dev/operator/internal/controller"
@@ -45,6 +51,19 @@ type Options struct {
 	DisableWebhooks bool
 	// Clock is the time source (tests replace it).
 	Clock clock.PassiveClock
+}
+
+// CacheOptions limits what the manager caches. Secrets hold PINs and every
+// other credential of the cluster: the cache keeps only the Secrets the
+// operator creates (the generated PIN Secrets), and Secrets named by a room's
+// spec.pinSecretRef are read from the API server when needed. This bounds
+// memory on large clusters and keeps other teams' credentials out of the
+// operator's process.
+func CacheOptions() cache.Options {
+	managed := labels.SelectorFromSet(labels.Set{v1.ManagedByLabel: v1.ManagedByValue})
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Secret{}: {Label: managed},
+	}}
 }
 
 // Setup registers the cache indexes, the controllers and the webhooks.

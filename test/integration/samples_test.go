@@ -1,9 +1,6 @@
 package integration
 
 import (
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,24 +10,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "visio.dev/operator/api/v1alpha1"
+	"visio.dev/operator/config/samples"
 )
 
-// loadSamples reads config/samples in file order.
+// loadSamples decodes config/samples in the order they apply.
 func loadSamples(g Gomega) []*unstructured.Unstructured {
-	files, err := filepath.Glob(filepath.Join(root, "config", "samples", "0*.yaml"))
+	objs, err := samples.Objects()
 	g.Expect(err).NotTo(HaveOccurred())
-	var out []*unstructured.Unstructured
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		g.Expect(err).NotTo(HaveOccurred())
-		for _, doc := range strings.Split(string(data), "\n---\n") {
-			if obj := fromYAML(g, doc); len(obj.Object) > 0 {
-				out = append(out, obj)
-			}
-		}
-	}
-	g.Expect(out).NotTo(BeEmpty())
-	return out
+	return objs
 }
 
 // TestSamplesReachReady applies config/samples as `make run` does and waits for

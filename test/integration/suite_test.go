@@ -274,6 +274,7 @@ func startManager(counter *writeCounter, opts operator.Options) (stop func()) {
 	wo := testEnv.WebhookInstallOptions
 	mgr, err := ctrl.NewManager(mcfg, ctrl.Options{
 		Scheme:                 scheme,
+		Cache:                  operator.CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		// The tests start a new manager in the same process to restart it.
