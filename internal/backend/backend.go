@@ -43,18 +43,25 @@ type Room struct {
 type Backend interface {
 	// Name names the implementation for logs, metrics and status ("embedded", "pexip").
 	Name() string
-	// Find returns the room carrying key, or ErrNotFound. It is how a crash
-	// between Create and recording its reference is recovered from.
+	// Find returns the room carrying key, or ErrNotFound. It is how the room
+	// of a VMR deleted before its reference was recorded (a crash right
+	// after Create) is found and removed.
 	Find(ctx context.Context, key string) (ref string, room *Room, err error)
-	// Get returns the room with the given reference, or ErrNotFound.
+	// Get returns the room with the given reference, or ErrNotFound; also
+	// for a reference another backend made.
 	Get(ctx context.Context, ref string) (*Room, error)
-	// Create creates the room and returns its reference. When a room with
-	// room.Key already exists it returns that room's reference; when a room with
-	// the same name, numeric id or an alias exists without our key it returns an
-	// error wrapping ErrConflict.
+	// Create makes the room exist as described and returns its reference.
+	// When a room with room.Key already exists (an earlier call's answer was
+	// lost, or its caller crashed before recording the reference) it makes
+	// that room match room and returns its reference, so that callers need
+	// no lookup of their own first. When a room with the same name, numeric
+	// id or an alias exists without our key it returns an error wrapping
+	// ErrConflict, and the reference of our room if it was created anyway.
 	Create(ctx context.Context, room Room) (ref string, err error)
-	// Update makes the room at ref match room (drift repair, spec changes).
+	// Update makes the room at ref match room (drift repair, spec changes);
+	// ErrNotFound as for Get.
 	Update(ctx context.Context, ref string, room Room) error
-	// Delete removes the room at ref; a room that is already gone is success.
+	// Delete removes the room at ref; a room that is already gone, or a
+	// reference another backend made, is success.
 	Delete(ctx context.Context, ref string) error
 }

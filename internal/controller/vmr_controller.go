@@ -165,102 +165,100 @@ func (r *VMRReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ct
 	return r.syncBackend(ctx, vmr, orig, prevReason, desiredRoom(vmr, numericID, p))
 }
 
-// syncBackend makes the backend room match want: it adopts the room found
-// under the room's key or creates it, records its reference at once, and on a
-// spec change or a due drift check compares it with want and updates it.
+// syncBackend makes the backend room match want. A recorded room is read
+// and repaired only when that is due (spec or PINs changed, drift check);
+// a room without a recorded reference, or gone from the backend, is
+// provisioned.
 func (r *VMRReconciler) syncBackend(ctx context.Context, vmr, orig *v1.VMR, prevReason string, want backend.Room) (ctrl.Result, error) {
-	logger := log.FromContext(ctx)
-	nn := client.ObjectKeyFromObject(vmr)
 	now := r.clock.Now()
 	fp := fingerprintRoom(want)
-
 	ref := vmr.Status.BackendRef
-	var have *backend.Room
-	if ref != "" {
-		if !r.checkDue(vmr, fp, now) {
-			return r.ready(vmr, want), nil
-		}
-		h, err := r.backendGet(ctx, ref)
-		switch {
-		case errors.Is(err, backend.ErrNotFound):
-			logger.Info("Room is missing from the backend; creating it again", "backendRef", ref)
-			r.Recorder.Eventf(vmr, nil, corev1.EventTypeWarning, "RoomMissing", "Provision",
-				"Room %s was removed from %s outside the operator; creating it again", ref, r.Backend.Name())
-			// A reference to nothing is dropped, so that a failed re-creation
-			// is retried without reading it again.
-			ref, vmr.Status.BackendRef = "", ""
-		case err != nil:
-			return r.backendFailed(vmr, prevReason, "read room "+ref, err, want)
-		default:
-			have = h
-		}
-	}
-
 	if ref == "" {
-		found, h, err := r.backendFind(ctx, want.Key)
-		switch {
-		case err == nil:
-			// The key is derived from this VMR's UID: the room is ours, created
-			// by a pass whose reference was never recorded.
-			logger.Info("Adopting the backend room created for this VMR", "backendRef", found)
-			ref, have = found, h
-		case !errors.Is(err, backend.ErrNotFound):
-			return r.backendFailed(vmr, prevReason, "look up room", err, want)
-		default:
-			created, cerr := r.backendCreate(ctx, want)
-			if created != "" {
-				// Recorded before anything else, so that no later failure can
-				// lose it; were this write to fail, the next pass finds the
-				// room by key.
-				if err := r.recordBackendRef(ctx, vmr, orig, created); err != nil {
-					return ctrl.Result{}, fmt.Errorf("cannot record the reference of room %s just created in %s (it will be found by key): %w",
-						created, r.Backend.Name(), err)
-				}
-			}
-			switch {
-			case errors.Is(cerr, backend.ErrConflict):
-				return r.stall(vmr, prevReason, backendConflict(r.Backend.Name(), cerr, want)), nil
-			case cerr != nil:
-				return r.backendFailed(vmr, prevReason, "create room", cerr, want)
-			}
-			logger.Info("Created room in the backend", "backendRef", created, "numericId", want.NumericID)
-			r.Recorder.Eventf(vmr, nil, corev1.EventTypeNormal, v1.ReasonProvisioned, "Provision",
-				"Created room %s in %s", want.NumericID, r.Backend.Name())
-			r.rooms.checked(nn, vmr.UID, fp, now)
-			return r.ready(vmr, want), nil
-		}
-		if err := r.recordBackendRef(ctx, vmr, orig, ref); err != nil {
-			return ctrl.Result{}, fmt.Errorf("cannot record the reference of room %s found in %s: %w", ref, r.Backend.Name(), err)
-		}
+		return r.provision(ctx, vmr, orig, prevReason, want, fp, now)
 	}
+	if !r.checkDue(vmr, fp, now) {
+		return r.ready(vmr, want), nil
+	}
+	have, err := r.backendGet(ctx, ref)
+	switch {
+	case errors.Is(err, backend.ErrNotFound):
+		log.FromContext(ctx).Info("Room is missing from the backend; creating it again", "backendRef", ref)
+		r.Recorder.Eventf(vmr, nil, corev1.EventTypeWarning, "RoomMissing", "Provision",
+			"Room %s was removed from %s outside the operator; creating it again", ref, r.Backend.Name())
+		// A reference to nothing is dropped, so that a failed re-creation
+		// is retried without reading it again.
+		vmr.Status.BackendRef = ""
+		return r.provision(ctx, vmr, orig, prevReason, want, fp, now)
+	case err != nil:
+		return r.backendFailed(vmr, prevReason, "read room "+ref, err, want)
+	}
+	return r.repair(ctx, vmr, prevReason, ref, have, want, fp, now)
+}
 
-	// A nil room means the backend keeps nothing to compare (embedded).
-	if have != nil {
-		if diff := roomDiff(want, have); len(diff) > 0 {
-			logger.Info("Updating room in the backend", "backendRef", ref, "fields", diff)
-			err := r.backendUpdate(ctx, ref, want)
-			switch {
-			case errors.Is(err, backend.ErrConflict):
-				return r.stall(vmr, prevReason, backendConflict(r.Backend.Name(), err, want)), nil
-			case errors.Is(err, backend.ErrNotFound):
-				// Gone since it was read: the next pass creates it again.
-				vmr.Status.BackendRef = ""
-				return r.backendFailed(vmr, prevReason, "update room "+ref, err, want)
-			case err != nil:
-				return r.backendFailed(vmr, prevReason, "update room "+ref, err, want)
-			}
-			r.Recorder.Eventf(vmr, nil, corev1.EventTypeNormal, "Updated", "Update",
-				"Updated room %s in %s: %s differed", want.NumericID, r.Backend.Name(), joinFieldNames(diff))
+// provision creates the room, or lets the backend find and complete the one
+// an earlier pass created without recording it (Create looks the key up
+// first), and records its reference at once.
+func (r *VMRReconciler) provision(ctx context.Context, vmr, orig *v1.VMR, prevReason string, want backend.Room,
+	fp roomFingerprint, now time.Time) (ctrl.Result, error) {
+	ref, err := r.backendCreate(ctx, want)
+	if ref != "" {
+		// Recorded before anything else, so that no later failure can lose
+		// it; were this write to fail, the next pass finds the room by key.
+		if rerr := r.recordBackendRef(ctx, vmr, orig, ref); rerr != nil {
+			return ctrl.Result{}, fmt.Errorf("cannot record the reference of room %s provisioned in %s (it will be found by key): %w",
+				ref, r.Backend.Name(), rerr)
 		}
 	}
-	r.rooms.checked(nn, vmr.UID, fp, now)
+	switch {
+	case errors.Is(err, backend.ErrConflict):
+		return r.stall(vmr, prevReason, backendConflict(r.Backend.Name(), err, want)), nil
+	case err != nil:
+		return r.backendFailed(vmr, prevReason, "create room", err, want)
+	}
+	log.FromContext(ctx).Info("Provisioned room in the backend", "backendRef", ref, "numericId", want.NumericID)
+	r.Recorder.Eventf(vmr, nil, corev1.EventTypeNormal, v1.ReasonProvisioned, "Provision",
+		"Provisioned room %s in %s", want.NumericID, r.Backend.Name())
+	r.rooms.checked(client.ObjectKeyFromObject(vmr), vmr.UID, fp, now)
+	return r.ready(vmr, want), nil
+}
+
+// repair compares the room read from the backend with want and updates the
+// fields that differ. A nil room means the backend keeps nothing to compare
+// (embedded).
+func (r *VMRReconciler) repair(ctx context.Context, vmr *v1.VMR, prevReason, ref string, have *backend.Room, want backend.Room,
+	fp roomFingerprint, now time.Time) (ctrl.Result, error) {
+	if diff := roomDiffOrNone(want, have); len(diff) > 0 {
+		log.FromContext(ctx).Info("Updating room in the backend", "backendRef", ref, "fields", diff)
+		err := r.backendUpdate(ctx, ref, want)
+		switch {
+		case errors.Is(err, backend.ErrConflict):
+			return r.stall(vmr, prevReason, backendConflict(r.Backend.Name(), err, want)), nil
+		case errors.Is(err, backend.ErrNotFound):
+			// Gone since it was read: the next pass creates it again.
+			vmr.Status.BackendRef = ""
+			return r.backendFailed(vmr, prevReason, "update room "+ref, err, want)
+		case err != nil:
+			return r.backendFailed(vmr, prevReason, "update room "+ref, err, want)
+		}
+		r.Recorder.Eventf(vmr, nil, corev1.EventTypeNormal, "Updated", "Update",
+			"Updated room %s in %s: %s differed", want.NumericID, r.Backend.Name(), joinFieldNames(diff))
+	}
+	r.rooms.checked(client.ObjectKeyFromObject(vmr), vmr.UID, fp, now)
 	return r.ready(vmr, want), nil
 }
 
 // checkDue reports whether the backend room must be read and compared with
-// the spec: the spec changed, the last pass did not leave it provisioned, the
-// PINs changed since it was last compared, or the drift check is due.
+// want. This process's own record comes first: a room it left matching fp is
+// compared again only when the drift check is due, whatever a status read
+// from a lagging cache says. A room it does not know (after a start, or a
+// pass that did not end Ready) is compared unless its status says it was
+// left provisioned for this generation; then it is taken to match and its
+// first drift check is spread over the interval.
 func (r *VMRReconciler) checkDue(vmr *v1.VMR, fp roomFingerprint, now time.Time) bool {
+	nn := client.ObjectKeyFromObject(vmr)
+	if due, known := r.rooms.due(nn, vmr.UID, fp, now, r.DriftCheckInterval); known {
+		return due
+	}
 	if vmr.Generation != vmr.Status.ObservedGeneration {
 		return true
 	}
@@ -268,7 +266,8 @@ func (r *VMRReconciler) checkDue(vmr *v1.VMR, fp roomFingerprint, now time.Time)
 	if c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != vmr.Generation {
 		return true
 	}
-	return r.rooms.due(client.ObjectKeyFromObject(vmr), vmr.UID, fp, now, r.DriftCheckInterval)
+	r.rooms.seed(nn, vmr.UID, fp, now, r.DriftCheckInterval)
+	return false
 }
 
 // recordBackendRef writes the status as it stands with ref, in a write of its

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -11,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "visio.dev/operator/api/v1alpha1"
 	"visio.dev/operator/internal/pins"
@@ -26,6 +28,14 @@ type pinPair struct {
 func (p pinPair) String() string   { return "PINs of Secret " + p.secret }
 func (p pinPair) GoString() string { return p.String() }
 
+// withoutBodyLogs returns ctx without its logger, for the API requests that
+// carry a PIN Secret: client-go logs the request and response bodies of a
+// request, at verbosity 8, with the logger of its context, and a Secret's
+// data would reach the logs of an operator run with debug logging.
+func withoutBodyLogs(ctx context.Context) context.Context {
+	return log.IntoContext(ctx, logr.Discard())
+}
+
 // generatedPINSecretName is the Secret the operator creates for a room that
 // names none.
 func generatedPINSecretName(vmr *v1.VMR) string { return vmr.Name + "-pins" }
@@ -36,7 +46,7 @@ func generatedPINSecretName(vmr *v1.VMR) string { return vmr.Name + "-pins" }
 func (r *VMRReconciler) roomPINs(ctx context.Context, vmr *v1.VMR) (pinPair, *roomBlock, error) {
 	if ref := vmr.Spec.PINSecretRef; ref != nil {
 		secret := &corev1.Secret{}
-		err := r.reader().Get(ctx, client.ObjectKey{Namespace: vmr.Namespace, Name: ref.Name}, secret)
+		err := r.reader().Get(withoutBodyLogs(ctx), client.ObjectKey{Namespace: vmr.Namespace, Name: ref.Name}, secret)
 		switch {
 		case apierrors.IsNotFound(err):
 			return pinPair{}, &roomBlock{reason: v1.ReasonInvalidPINs, action: "ReadPINs", recheck: pinSecretRecheck,
@@ -85,7 +95,7 @@ func (r *VMRReconciler) ensurePINSecret(ctx context.Context, vmr *v1.VMR) (*core
 	}
 	key := client.ObjectKey{Namespace: vmr.Namespace, Name: name}
 	secret := &corev1.Secret{}
-	err := r.Get(ctx, key, secret)
+	err := r.Get(withoutBodyLogs(ctx), key, secret)
 	switch {
 	case apierrors.IsNotFound(err):
 		if secret, err = r.createPINSecret(ctx, vmr, name); err != nil {
@@ -121,7 +131,7 @@ func (r *VMRReconciler) createPINSecret(ctx context.Context, vmr *v1.VMR, name s
 	if err := controllerutil.SetControllerReference(vmr, secret, r.Scheme()); err != nil {
 		return nil, fmt.Errorf("cannot make room the owner of PIN Secret %q: %w", name, err)
 	}
-	err = r.Create(ctx, secret)
+	err = r.Create(withoutBodyLogs(ctx), secret)
 	switch {
 	case err == nil:
 		r.Recorder.Eventf(vmr, secret, corev1.EventTypeNormal, "PINsGenerated", "Create",
@@ -132,7 +142,7 @@ func (r *VMRReconciler) createPINSecret(ctx context.Context, vmr *v1.VMR, name s
 		// caught up with, or by someone else (the cache holds only the Secrets
 		// the operator labels). The API server tells which.
 		existing := &corev1.Secret{}
-		if err := r.reader().Get(ctx, client.ObjectKey{Namespace: vmr.Namespace, Name: name}, existing); err != nil {
+		if err := r.reader().Get(withoutBodyLogs(ctx), client.ObjectKey{Namespace: vmr.Namespace, Name: name}, existing); err != nil {
 			return nil, fmt.Errorf("cannot read PIN Secret %q: %w", name, err)
 		}
 		return existing, nil

@@ -33,9 +33,10 @@ type roomBlock struct {
 }
 
 // stall records that the room is roomBlock. The backend room, if any, is left as
-// it is; Provisioned=False makes the pass that follows the fix compare it with
-// the spec again.
+// it is; it is forgotten as matching, and Provisioned=False makes the pass
+// that follows the fix compare it with the spec again.
 func (r *VMRReconciler) stall(vmr *v1.VMR, prevReason string, b *roomBlock) ctrl.Result {
+	r.rooms.forget(client.ObjectKeyFromObject(vmr))
 	setProvisioned(vmr, metav1.ConditionFalse, b.reason, b.message)
 	setPhase(&vmr.Status.StatusBase, vmr.Generation, phaseStalled, b.reason, b.message)
 	if prevReason != b.reason {
@@ -54,8 +55,11 @@ func (r *VMRReconciler) ready(vmr *v1.VMR, want backend.Room) ctrl.Result {
 }
 
 // backendFailed records a backend failure the operator retries with backoff.
-// The PINs of want are removed from the message, whatever the backend put in it.
+// The room is forgotten as matching: the failed call may have changed part of
+// it. The PINs of want are removed from the message, whatever the backend put
+// in it.
 func (r *VMRReconciler) backendFailed(vmr *v1.VMR, prevReason, doing string, err error, want backend.Room) (ctrl.Result, error) {
+	r.rooms.forget(client.ObjectKeyFromObject(vmr))
 	msg := truncate(redactPINs(fmt.Sprintf("%s: cannot %s: %v", r.Backend.Name(), doing, err), want.HostPIN, want.GuestPIN))
 	setProvisioned(vmr, metav1.ConditionFalse, v1.ReasonBackendError, msg)
 	setPhase(&vmr.Status.StatusBase, vmr.Generation, phaseProgressing, v1.ReasonBackendError, msg)
@@ -157,6 +161,15 @@ func desiredRoom(vmr *v1.VMR, numericID string, p pinPair) backend.Room {
 	return room
 }
 
+// roomDiffOrNone is roomDiff, with nothing to compare when the backend keeps
+// no state of its own (a nil room).
+func roomDiffOrNone(want backend.Room, have *backend.Room) []string {
+	if have == nil {
+		return nil
+	}
+	return roomDiff(want, have)
+}
+
 // roomDiff names the fields in which have differs from want. It returns names
 // only, so it can be logged: never a value.
 func roomDiff(want backend.Room, have *backend.Room) []string {
@@ -239,24 +252,29 @@ func newRoomTracker() *roomTracker {
 	return &roomTracker{rooms: map[types.NamespacedName]trackedRoom{}}
 }
 
-// due reports whether the room must be compared with the backend: the desired
-// room changed since the last comparison, or the drift check is due.
-//
-// A room first seen by this process (after a start) is taken to match, as its
-// status says, and its first drift check is placed at a point of the interval
-// derived from its UID, so that a restart does not read every room at once.
-func (t *roomTracker) due(nn types.NamespacedName, uid types.UID, fp roomFingerprint, now time.Time, interval time.Duration) bool {
+// due reports whether the room must be compared with the backend (the
+// desired room changed since the last comparison, or the drift check is
+// due), and whether this process knows the room at all.
+func (t *roomTracker) due(nn types.NamespacedName, uid types.UID, fp roomFingerprint, now time.Time, interval time.Duration) (due, known bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	tr, ok := t.rooms[nn]
 	if !ok || tr.uid != uid {
-		t.rooms[nn] = trackedRoom{uid: uid, applied: fp, checkedAt: now.Add(-driftSpread(uid, interval))}
-		return false
+		return false, false
 	}
 	if tr.applied != fp {
-		return true
+		return true, true
 	}
-	return interval > 0 && now.Sub(tr.checkedAt) >= interval
+	return interval > 0 && now.Sub(tr.checkedAt) >= interval, true
+}
+
+// seed records a room first seen by this process as matching fp, as its
+// status says, with its first drift check at a point of the interval derived
+// from its UID, so that a restart does not read every room at once.
+func (t *roomTracker) seed(nn types.NamespacedName, uid types.UID, fp roomFingerprint, now time.Time, interval time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.rooms[nn] = trackedRoom{uid: uid, applied: fp, checkedAt: now.Add(-driftSpread(uid, interval))}
 }
 
 // checked records that the backend room matched fp at now.

@@ -9,7 +9,8 @@
 // answers are chosen so that the controller's safety nets stay correct:
 //
 //   - Create returns the reference "embedded:" + key, derived from the room's
-//     key alone, so that creating twice yields the same reference.
+//     key alone, so that creating twice yields the same reference (and the
+//     existing room, all in Kubernetes, already matches).
 //   - Find never finds anything: nothing outside Kubernetes can hold a room
 //     created by an earlier pass, so there is nothing to recover from.
 //   - Get returns a nil room for one of its own references, meaning "no

@@ -108,10 +108,14 @@ func idFromURI(uri, collection string) (int, bool) {
 	return id, true
 }
 
+// parseRef reads a conference id. A reference that is not one was made by
+// another backend (the operator switched from the embedded one): it names no
+// room here, and the error wraps backend.ErrNotFound so that the caller
+// creates the room in Pexip, as the embedded backend does the other way round.
 func parseRef(ref string) (int, error) {
 	id, err := strconv.Atoi(ref)
 	if err != nil || id <= 0 || strconv.Itoa(id) != ref {
-		return 0, fmt.Errorf("pexip: malformed room reference %q (want a conference id)", ref)
+		return 0, fmt.Errorf("pexip: room reference %q is not a conference id: %w", ref, backend.ErrNotFound)
 	}
 	return id, nil
 }

@@ -176,14 +176,14 @@ func (c *Client) Get(ctx context.Context, ref string) (*backend.Room, error) {
 
 // Create implements backend.Backend.
 //
-// The conference is created first, then its aliases one by one. When an alias
-// or the numeric id is taken by another conference, the conference stays in
-// place with the aliases that could be created, and Create returns its
-// reference together with an error wrapping backend.ErrConflict: calling
+// The room is looked up by key first: one found (an earlier call's answer was
+// lost, or the caller crashed before recording it) is made to match room as
+// Update would, so that a caller needs no lookup of its own before creating.
+// Otherwise the conference is created, then its aliases one by one. When an
+// alias or the numeric id is taken by another conference, the conference
+// stays in place with the aliases that could be created, and Create returns
+// its reference together with an error wrapping backend.ErrConflict: calling
 // Create again finds it by key and tries the missing aliases again.
-//
-// A room found by key is completed (missing aliases are added) but not
-// otherwise changed; Update repairs the rest.
 func (c *Client) Create(ctx context.Context, room backend.Room) (string, error) {
 	if err := validateRoom(room); err != nil {
 		return "", err
@@ -191,7 +191,7 @@ func (c *Client) Create(ctx context.Context, room backend.Room) (string, error) 
 	for attempt := 0; ; attempt++ {
 		conf, err := c.findByTag(ctx, room.Key)
 		if err == nil {
-			return c.ensureAliases(ctx, conf, room, false)
+			return strconv.Itoa(conf.ID), c.update(ctx, conf, room)
 		}
 		if !errors.Is(err, backend.ErrNotFound) {
 			return "", err
@@ -208,7 +208,7 @@ func (c *Client) Create(ctx context.Context, room backend.Room) (string, error) 
 			owner, lerr := c.findByName(ctx, room.Name)
 			if lerr == nil {
 				if owner.Tag == room.Key {
-					return c.ensureAliases(ctx, owner, room, false)
+					return strconv.Itoa(owner.ID), c.update(ctx, owner, room)
 				}
 				return "", fmt.Errorf("%w: pexip conference %d is already named %q", backend.ErrConflict, owner.ID, room.Name)
 			}
@@ -244,10 +244,15 @@ func (c *Client) Update(ctx context.Context, ref string, room backend.Room) erro
 	if err != nil {
 		return err
 	}
+	return c.update(ctx, conf, room)
+}
+
+// update makes conf, as just read, match room.
+func (c *Client) update(ctx context.Context, conf conference, room backend.Room) error {
 	if patch := conferencePatch(conf, room); len(patch) > 0 {
 		cl := call{
 			method:  http.MethodPatch,
-			path:    conferenceURI(id),
+			path:    conferenceURI(conf.ID),
 			body:    patch,
 			secrets: pins(room, conf),
 		}
@@ -258,21 +263,25 @@ func (c *Client) Update(ctx context.Context, ref string, room backend.Room) erro
 		switch {
 		case isSuccess(resp.status):
 		case resp.status == http.StatusNotFound:
-			return fmt.Errorf("pexip: conference %d: %w", id, backend.ErrNotFound)
+			return fmt.Errorf("pexip: conference %d: %w", conf.ID, backend.ErrNotFound)
 		case resp.status == http.StatusBadRequest && alreadyExists(resp.body, "conference", "name"):
-			return fmt.Errorf("%w: cannot rename pexip conference %d: another conference is named %q", backend.ErrConflict, id, room.Name)
+			return fmt.Errorf("%w: cannot rename pexip conference %d: another conference is named %q", backend.ErrConflict, conf.ID, room.Name)
 		default:
 			return c.apiError(cl, resp)
 		}
 	}
-	_, err = c.ensureAliases(ctx, conf, room, true)
+	_, err := c.ensureAliases(ctx, conf, room, true)
 	return err
 }
 
 // Delete implements backend.Backend. Pexip deletes the aliases with the
-// conference.
+// conference. A reference made by another backend (the operator used to run
+// with the embedded one) names no room here, so deleting it succeeds.
 func (c *Client) Delete(ctx context.Context, ref string) error {
 	id, err := parseRef(ref)
+	if errors.Is(err, backend.ErrNotFound) {
+		return nil // made by another backend: there is no such room here
+	}
 	if err != nil {
 		return err
 	}

@@ -186,6 +186,39 @@ func TestCreateIsIdempotent(t *testing.T) {
 	}
 }
 
+// A room found by key, left behind by a Create whose caller never learnt its
+// reference, may no longer be what is asked for (the spec or the PINs changed
+// meanwhile): Create makes it match, with one lookup and no second room.
+func TestCreateRepairsRoomFoundByKey(t *testing.T) {
+	srv := newServer(t)
+	c := newClient(t, srv, nil)
+	old := sampleRoom(1)
+	ref, err := c.Create(t.Context(), old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.ResetRequests()
+
+	want := old
+	want.HostPIN, want.GuestPIN = "5820417", ""
+	want.AllowGuests = false
+	want.Aliases = []string{old.Aliases[0], "new@example.com"}
+	ref2, err := c.Create(t.Context(), want)
+	if err != nil || ref2 != ref {
+		t.Fatalf("Create = %q, %v; want %q", ref2, err, ref)
+	}
+	expectRequests(t, srv, map[string]int{"GET conference": 1, "PATCH conference": 1,
+		"DELETE conference_alias": 1, "POST conference_alias": 1})
+	got, err := c.Get(t.Context(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectRoom(t, got, want)
+	if n := len(srv.Rooms()); n != 1 {
+		t.Fatalf("%d rooms, want 1", n)
+	}
+}
+
 func TestCreateNameTakenByHandMadeRoom(t *testing.T) {
 	srv := newServer(t)
 	c := newClient(t, srv, nil)
@@ -261,11 +294,24 @@ func TestDeleteMissingRoom(t *testing.T) {
 	if _, err := c.Get(t.Context(), "9999"); !errors.Is(err, backend.ErrNotFound) {
 		t.Errorf("Get of a missing room: %v, want ErrNotFound", err)
 	}
-	for _, ref := range []string{"", "abc", "0", "-1", "012"} {
-		if err := c.Delete(t.Context(), ref); err == nil {
-			t.Errorf("Delete(%q) accepted a malformed reference", ref)
+	expectRequests(t, srv, map[string]int{"DELETE conference": 1, "GET conference": 1})
+
+	// A reference that is no conference id (one the embedded backend made
+	// before the operator switched to Pexip) names no room here: Get and
+	// Update report it missing, so that the room is created in Pexip, and
+	// Delete succeeds, so that its VMR can go. None sends a request.
+	for _, ref := range []string{"embedded:visio-0b1c", "", "abc", "0", "-1", "012"} {
+		if err := c.Delete(t.Context(), ref); err != nil {
+			t.Errorf("Delete(%q): %v", ref, err)
+		}
+		if _, err := c.Get(t.Context(), ref); !errors.Is(err, backend.ErrNotFound) {
+			t.Errorf("Get(%q): %v, want ErrNotFound", ref, err)
+		}
+		if err := c.Update(t.Context(), ref, sampleRoom(1)); !errors.Is(err, backend.ErrNotFound) {
+			t.Errorf("Update(%q): %v, want ErrNotFound", ref, err)
 		}
 	}
+	expectRequests(t, srv, map[string]int{})
 }
 
 func TestBadCredentials(t *testing.T) {

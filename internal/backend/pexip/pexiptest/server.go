@@ -90,6 +90,11 @@ const (
 	FaultHangAfterApply
 	// FaultRateLimit answers 429 with Retry-After 0 or 1, without applying.
 	FaultRateLimit
+	// FaultErrorQuotingRequest answers 500 with an HTML page that quotes the
+	// request body, PINs included, without applying the request, as a
+	// careless proxy or web application firewall would. Clients must not
+	// repeat such a body as it is.
+	FaultErrorQuotingRequest
 )
 
 // Server is the fake management API. It is safe for concurrent use.
@@ -109,9 +114,26 @@ type Server struct {
 	faults      Faults
 	rng         *rand.Rand
 	scripted    map[string][]FaultMode
+	holds       map[string][]*Hold
 	requests    map[string]int
+	operations  map[string]int
 	maxLimit    int
 }
+
+// Hold is a request that was applied and whose answer is withheld: it stands
+// for a client that dies after the server acted and before it learnt the
+// outcome (a crash, a killed pod).
+type Hold struct {
+	applied chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+// Applied is closed once the held request has been applied.
+func (h *Hold) Applied() <-chan struct{} { return h.applied }
+
+// Release sends the answer, if the client still waits for it.
+func (h *Hold) Release() { h.once.Do(func() { close(h.release) }) }
 
 // NewServer starts a server that accepts only the given credentials.
 func NewServer(username, password string) *Server {
@@ -124,7 +146,9 @@ func NewServer(username, password string) *Server {
 		nextAliasID: 1,
 		rng:         rand.New(rand.NewPCG(0, 0)),
 		scripted:    map[string][]FaultMode{},
+		holds:       map[string][]*Hold{},
 		requests:    map[string]int{},
+		operations:  map[string]int{},
 	}
 	s.hs = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
 	s.URL = s.hs.URL + "/"
@@ -155,6 +179,17 @@ func (s *Server) FailNext(request string, modes ...FaultMode) {
 	s.scripted[request] = append(s.scripted[request], modes...)
 }
 
+// HoldNext makes the next request of a kind ("POST conference", ...) be
+// applied and its answer held until Release is called or the client goes
+// away. Holds come before scripted and random faults.
+func (s *Server) HoldNext(request string) *Hold {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := &Hold{applied: make(chan struct{}), release: make(chan struct{})}
+	s.holds[request] = append(s.holds[request], h)
+	return h
+}
+
 // SetMaxPageSize caps the list limit (0: no cap), to exercise pagination.
 func (s *Server) SetMaxPageSize(n int) {
 	s.mu.Lock()
@@ -174,11 +209,26 @@ func (s *Server) Requests() map[string]int {
 	return out
 }
 
-// ResetRequests sets the request counters to zero.
+// Operations counts the requests received like Requests, but tells a list
+// from a read of one object: "list conference", "get conference", "create
+// conference", "update conference", "delete conference", and the same for
+// conference_alias; failed ones included.
+func (s *Server) Operations() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.operations))
+	for k, v := range s.operations {
+		out[k] = v
+	}
+	return out
+}
+
+// ResetRequests sets the request and operation counters to zero.
 func (s *Server) ResetRequests() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.requests)
+	clear(s.operations)
 }
 
 // Rooms returns copies of all conferences with their aliases, by id.
@@ -190,6 +240,32 @@ func (s *Server) Rooms() []Conference {
 		out = append(out, s.snapshot(id))
 	}
 	return out
+}
+
+// EditRoomByHand changes a stored conference, as an administrator would in
+// the Pexip web interface, without counting as a request. It reports whether
+// the conference exists. edit must not change the ID or the aliases.
+func (s *Server) EditRoomByHand(id int, edit func(*Conference)) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.conferences[id]
+	if ok {
+		edit(c)
+		c.ID = id
+	}
+	return ok
+}
+
+// DeleteRoomByHand removes a conference and its aliases, as an administrator
+// would, and reports whether it existed.
+func (s *Server) DeleteRoomByHand(id int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.conferences[id]; !ok {
+		return false
+	}
+	s.deleteConference(id)
+	return true
 }
 
 // CreateRoomByHand adds an untagged conference, as an administrator would,
@@ -220,7 +296,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	s.requests[reqName]++
-	mode, hang := s.drawFault(reqName)
+	s.operations[operation(r.Method, id)+" "+kind]++
+	hold := s.takeHold(reqName)
+	var mode FaultMode
+	hang := s.faults.Hang
+	if hold == nil {
+		mode, hang = s.drawFault(reqName)
+	}
 	s.mu.Unlock()
 
 	user, pass, ok := r.BasicAuth()
@@ -246,9 +328,18 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 		}
 	}
+	if hold != nil {
+		s.serveHeld(w, r, hold, apply)
+		return
+	}
 	switch mode {
 	case 0:
 		apply(w)
+	case FaultErrorQuotingRequest:
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = fmt.Fprintf(w, "<html><body><h1>500 Internal Server Error</h1><p>while processing %s %s</p><pre>%s</pre></body></html>",
+			r.Method, r.URL.Path, body)
 	case FaultRateLimit:
 		w.Header().Set("Retry-After", strconv.Itoa(s.coin()))
 		w.WriteHeader(http.StatusTooManyRequests)
@@ -272,6 +363,34 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(rec.Code)
 		_, _ = w.Write(rec.Body.Bytes())
 	}
+}
+
+// serveHeld applies the request, signals it, and withholds the answer until
+// the hold is released or the client is gone.
+func (s *Server) serveHeld(w http.ResponseWriter, r *http.Request, h *Hold, apply func(http.ResponseWriter)) {
+	rec := httptest.NewRecorder()
+	apply(rec)
+	close(h.applied)
+	select {
+	case <-h.release:
+	case <-r.Context().Done():
+		return
+	}
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
+}
+
+// takeHold is called with s.mu held.
+func (s *Server) takeHold(reqName string) *Hold {
+	q := s.holds[reqName]
+	if len(q) == 0 {
+		return nil
+	}
+	s.holds[reqName] = q[1:]
+	return q[0]
 }
 
 // drawFault is called with s.mu held.
@@ -310,6 +429,23 @@ func (s *Server) pick(n int) int {
 }
 
 func (s *Server) coin() int { return s.pick(2) }
+
+// operation names what a request does to the API's objects.
+func operation(method string, id int) string {
+	switch {
+	case method == http.MethodGet && id == 0:
+		return "list"
+	case method == http.MethodGet:
+		return "get"
+	case method == http.MethodPost:
+		return "create"
+	case method == http.MethodPatch || method == http.MethodPut:
+		return "update"
+	case method == http.MethodDelete:
+		return "delete"
+	}
+	return strings.ToLower(method)
+}
 
 func parsePath(p string) (kind string, id int, ok bool) {
 	rest, found := strings.CutPrefix(p, apiPrefix)
@@ -578,12 +714,7 @@ func (s *Server) delete(w http.ResponseWriter, kind string, id int) {
 			w.WriteHeader(http.StatusNotFound)
 			return
 		}
-		delete(s.conferences, id)
-		for aid, a := range s.aliases {
-			if a.ConferenceID == id {
-				delete(s.aliases, aid)
-			}
-		}
+		s.deleteConference(id)
 	} else {
 		if _, ok := s.aliases[id]; !ok {
 			w.WriteHeader(http.StatusNotFound)
@@ -592,6 +723,16 @@ func (s *Server) delete(w http.ResponseWriter, kind string, id int) {
 		delete(s.aliases, id)
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// deleteConference is called with s.mu held.
+func (s *Server) deleteConference(id int) {
+	delete(s.conferences, id)
+	for aid, a := range s.aliases {
+		if a.ConferenceID == id {
+			delete(s.aliases, aid)
+		}
+	}
 }
 
 var pinFormat = regexp.MustCompile(`^[0-9]{4,20}#?$`)
