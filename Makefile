@@ -84,6 +84,10 @@ bench: ## Run the benchmarks of the pure logic.
 bench-burst: ## Measure a burst of 2,000 users across 20 pools against a real control plane.
 	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" go test ./test/integration/ -run=NONE -bench=BenchmarkUserBurst -benchtime=1x -timeout 30m
 
+.PHONY: bench-vmr
+bench-vmr: ## Measure 500 rooms created at once against the Pexip test server.
+	VISIO_BENCH=1 KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" go test ./test/integration/ -count=1 -run TestVMRBenchmark -v -timeout 30m
+
 .PHONY: fuzz
 fuzz: ## Fuzz the validators and the allocator for 30s each.
 	go test ./internal/licensing/ -run=NONE -fuzz=FuzzAllocate -fuzztime=30s

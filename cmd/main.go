@@ -139,7 +139,7 @@ func newBackend(kind, url, credsDir string, timeout time.Duration) (backend.Back
 		if err != nil {
 			return nil, err
 		}
-		return pexip.New(pexip.Config{URL: url, Username: user, Password: pass, RequestTimeout: timeout})
+		return pexip.New(pexip.Config{URL: url, Username: user, Password: pass, RequestTimeout: max(timeout/4, time.Second)}) // room for retries within one backend call
 	}
 	return nil, fmt.Errorf("--vmr-backend: unknown backend %q (embedded or pexip)", kind)
 }
