@@ -63,6 +63,14 @@ var reserveBackoff = wait.Backoff{Steps: 16, Duration: 10 * time.Millisecond, Fa
 // generation is the generation u will have once stored.
 func (r *licenseReserver) reserve(ctx context.Context, u *v1.PlatformUser, generation int64, entity string, dryRun bool) (*field.Error, error) {
 	key := types.NamespacedName{Namespace: u.Namespace, Name: u.PoolName()}
+	// A Queue pool admits everyone: its users wait for a license instead. The
+	// cached copy is enough to tell, which spares a burst into a Queue pool
+	// the live read and the per-pool lock. A pool switched to Deny a moment
+	// ago may still look like Queue here; the controller stays the authority.
+	cached := &v1.LicensePool{}
+	if err := r.cache.Get(ctx, key, cached); err == nil && cached.EnforcementOrDefault() == v1.EnforcementQueue {
+		return nil, nil
+	}
 	defer r.lock(key)()
 	var refusal *field.Error
 	err := retry.OnError(reserveBackoff, apierrors.IsConflict, func() error {
