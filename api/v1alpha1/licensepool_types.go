@@ -85,6 +85,14 @@ type LicenseReservation struct {
 	Generation int64 `json:"generation,omitempty"`
 }
 
+// CoveredBy tells whether a user seen at generation already reflects the
+// request this reservation was made for, so that the user's own state counts
+// instead of the reservation. A reservation without a generation is never
+// covered: it waits for its TTL.
+func (r LicenseReservation) CoveredBy(generation int64) bool {
+	return r.Generation > 0 && generation >= r.Generation
+}
+
 // LicensePoolStatus is what the operator observed of a LicensePool.
 type LicensePoolStatus struct {
 	StatusBase    `json:",inline"`

@@ -233,7 +233,7 @@ func (r *LicensePoolReconciler) liveReservations(pool *v1.LicensePool, users *v1
 	for _, res := range pool.Status.Reservations {
 		age := now.Sub(res.ReservedAt.Time)
 		generation, ok := seen[res.User]
-		covered := ok && generation >= max(res.Generation, 1)
+		covered := ok && res.CoveredBy(generation)
 		if age >= r.ReservationTTL || (covered && age >= reservationGrace) {
 			continue
 		}

@@ -396,6 +396,15 @@ func (p *numberPool) pick(lo, hi uint64, uid types.UID, now time.Time,
 			delete(p.held, n)
 		}
 	}
+	// tryTake holds n for uid if taken reports it free.
+	tryTake := func(n uint64) (string, bool, error) {
+		t, err := taken(formatNumericID(n))
+		if err != nil || t {
+			return "", false, err
+		}
+		p.held[n] = numberHold{uid: uid, at: now}
+		return formatNumericID(n), true, nil
+	}
 	for n, h := range p.held {
 		if h.uid != uid {
 			continue
@@ -404,13 +413,8 @@ func (p *numberPool) pick(lo, hi uint64, uid types.UID, now time.Time,
 		if n < lo || n > hi {
 			continue
 		}
-		t, err := taken(formatNumericID(n))
-		if err != nil {
-			return "", err
-		}
-		if !t {
-			p.held[n] = numberHold{uid: uid, at: now}
-			return formatNumericID(n), nil
+		if id, ok, err := tryTake(n); err != nil || ok {
+			return id, err
 		}
 	}
 
@@ -426,13 +430,8 @@ func (p *numberPool) pick(lo, hi uint64, uid types.UID, now time.Time,
 		if heldByOther(n) {
 			continue
 		}
-		t, err := taken(formatNumericID(n))
-		if err != nil {
-			return "", err
-		}
-		if !t {
-			p.held[n] = numberHold{uid: uid, at: now}
-			return formatNumericID(n), nil
+		if id, ok, err := tryTake(n); err != nil || ok {
+			return id, err
 		}
 	}
 	if probes == size {

@@ -384,14 +384,7 @@ func TestVMRReconcileKeepsPINsSecret(t *testing.T) {
 // shows the reference but not yet the Ready status of the same pass: it must
 // not read the room again, since this process just left it as wanted.
 func TestVMRReconcileTrustsItsOwnRecordOverALaggingCache(t *testing.T) {
-	vmr := testVMR("conseil", "mairie", "uid-1", func(v *v1.VMR) { v.Generation = 1 })
-	c := newFakeClient(t, vmr)
-	be := newFakeBackend()
-	r := newTestReconciler(c, be)
-	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(vmr)}
-	if _, err := r.Reconcile(context.Background(), req); err != nil {
-		t.Fatal(err)
-	}
+	c, be, r, req := reconciledOnce(t, func(v *v1.VMR) { v.Generation = 1 })
 	got := &v1.VMR{}
 	if err := c.Get(context.Background(), req.NamespacedName, got); err != nil {
 		t.Fatal(err)
@@ -594,14 +587,7 @@ func TestVMRDeletion(t *testing.T) {
 }
 
 func TestVMRReconcileRecreatesRoomDeletedBehindItsBack(t *testing.T) {
-	vmr := testVMR("conseil", "mairie", "uid-1", func(v *v1.VMR) { v.Generation = 1 })
-	c := newFakeClient(t, vmr)
-	be := newFakeBackend()
-	r := newTestReconciler(c, be)
-	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(vmr)}
-	if _, err := r.Reconcile(context.Background(), req); err != nil {
-		t.Fatal(err)
-	}
+	c, be, r, req := reconciledOnce(t, func(v *v1.VMR) { v.Generation = 1 })
 	delete(be.rooms, "ref-1")
 	r.clock.(*clocktesting.FakeClock).Step(r.DriftCheckInterval)
 	if _, err := r.Reconcile(context.Background(), req); err != nil {
@@ -629,6 +615,21 @@ func testScheme(t *testing.T) *runtime.Scheme {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// reconciledOnce sets up a room "conseil" of namespace "mairie", changed by
+// mutate, with a fake client and backend, and reconciles it once.
+func reconciledOnce(t *testing.T, mutate func(*v1.VMR)) (client.Client, *fakeBackend, *VMRReconciler, ctrl.Request) {
+	t.Helper()
+	vmr := testVMR("conseil", "mairie", "uid-1", mutate)
+	c := newFakeClient(t, vmr)
+	be := newFakeBackend()
+	r := newTestReconciler(c, be)
+	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(vmr)}
+	if _, err := r.Reconcile(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	return c, be, r, req
 }
 
 func newFakeClient(t *testing.T, objs ...client.Object) client.Client {

@@ -151,9 +151,6 @@ func (r *licenseReserver) holders(ctx context.Context, pool *v1.LicensePool, use
 // generation the reservation was made for, or later: from then on the user's
 // own state counts (and a user deactivated since frees its license at once).
 func (r *licenseReserver) covered(ctx context.Context, namespace string, res v1.LicenseReservation) (bool, error) {
-	if res.Generation == 0 {
-		return false, nil
-	}
 	u := &v1.PlatformUser{}
 	if err := r.cache.Get(ctx, types.NamespacedName{Namespace: namespace, Name: res.User}, u); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -161,7 +158,7 @@ func (r *licenseReserver) covered(ctx context.Context, namespace string, res v1.
 		}
 		return false, fmt.Errorf("cannot read user %q: %w", res.User, err)
 	}
-	return u.Generation >= res.Generation, nil
+	return res.CoveredBy(u.Generation), nil
 }
 
 // setReservation records res, replacing an earlier reservation for its user.

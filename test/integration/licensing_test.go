@@ -132,30 +132,26 @@ func settle(g Gomega, ns, pool string, used, pending int32) []v1.PlatformUser {
 // Deny pool; exactly 50 are admitted, and no watcher ever sees more than 50
 // licensed. Repeated, as races hide.
 func TestConcurrentActivationsDeny(t *testing.T) {
-	for round := range 3 {
-		t.Run(fmt.Sprintf("round-%d", round), func(t *testing.T) {
-			g := NewWithT(t)
-			_, ns := newEntity(t, g)
-			newPool(g, ns, "default", 50, v1.EnforcementDeny)
-			lw := watchLicenses(t, g, ns, "default")
-			g.Expect(burst(g, ns, 200, nil)).To(Equal(50))
-			settle(g, ns, "default", 50, 0)
-			g.Expect(lw.finish()).To(BeNumerically("<=", 50))
-		})
-	}
+	concurrentActivations(t, v1.EnforcementDeny, 50, 0)
 }
 
 // TestConcurrentActivationsQueue: under Queue all 200 are admitted, exactly 50
 // licensed and 150 waiting, never more than 50 licensed at any instant.
 func TestConcurrentActivationsQueue(t *testing.T) {
+	concurrentActivations(t, v1.EnforcementQueue, 200, 150)
+}
+
+// concurrentActivations runs three rounds of 200 concurrent creates into a
+// pool of 50 and checks how many are admitted and how many wait.
+func concurrentActivations(t *testing.T, enf v1.Enforcement, admitted int, pending int32) {
 	for round := range 3 {
 		t.Run(fmt.Sprintf("round-%d", round), func(t *testing.T) {
 			g := NewWithT(t)
 			_, ns := newEntity(t, g)
-			newPool(g, ns, "default", 50, v1.EnforcementQueue)
+			newPool(g, ns, "default", 50, enf)
 			lw := watchLicenses(t, g, ns, "default")
-			g.Expect(burst(g, ns, 200, nil)).To(Equal(200))
-			settle(g, ns, "default", 50, 150)
+			g.Expect(burst(g, ns, 200, nil)).To(Equal(admitted))
+			settle(g, ns, "default", 50, pending)
 			g.Expect(lw.finish()).To(BeNumerically("<=", 50))
 		})
 	}

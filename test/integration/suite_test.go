@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -225,9 +226,9 @@ const allWrites = "*"
 func (c *writeCounter) snapshot() map[string]int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make(map[string]int64, len(c.byResource)+1)
-	for k, v := range c.byResource {
-		out[k] = v
+	out := maps.Clone(c.byResource)
+	if out == nil {
+		out = map[string]int64{}
 	}
 	out[allWrites] = c.writes.Load()
 	return out

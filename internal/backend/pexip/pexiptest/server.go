@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -202,11 +203,7 @@ func (s *Server) SetMaxPageSize(n int) {
 func (s *Server) Requests() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]int, len(s.requests))
-	for k, v := range s.requests {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(s.requests)
 }
 
 // Operations counts the requests received like Requests, but tells a list
@@ -216,11 +213,7 @@ func (s *Server) Requests() map[string]int {
 func (s *Server) Operations() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]int, len(s.operations))
-	for k, v := range s.operations {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(s.operations)
 }
 
 // ResetRequests sets the request and operation counters to zero.
