@@ -57,6 +57,7 @@ func run() error {
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Serve HTTP/2 on the metrics and webhook servers (off: CVE-2023-44487 and CVE-2023-39325).")
 	flag.StringVar(&o.UsernamePrefix, "rbac-username-prefix", "", "Prefix of PlatformUser emails in RBAC subjects; match the API server's --oidc-username-prefix.")
 	flag.StringVar(&adminGroups, "platform-admin-groups", "system:masters", "Comma-separated groups whose members are platform administrators (may grant the Concierge role).")
+	flag.StringVar(&o.PlatformEntity, "platform-entity", "platform", "The Entity whose namespace holds the Concierges; the Concierge role is valid there only.")
 	flag.DurationVar(&o.ReservationTTL, "license-reservation-ttl", 30*time.Second, "How long a license reserved at admission waits for its user to appear.")
 	flag.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "Objects of one kind reconciled in parallel.")
 	flag.StringVar(&vmrBackend, "vmr-backend", "embedded", "Room backend: embedded (the operator is the registry) or pexip.")

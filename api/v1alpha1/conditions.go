@@ -35,6 +35,10 @@ const (
 	ReasonNamespaceConflict = "NamespaceConflict"
 	// ReasonNamespaceTerminating (Entity): the namespace is being deleted.
 	ReasonNamespaceTerminating = "NamespaceTerminating"
+	// ReasonDeletionProtected (Entity): the Entity is being deleted but is
+	// protected and still has users or rooms; it waits until they are gone or
+	// spec.deletionProtection is set to false.
+	ReasonDeletionProtected = "DeletionProtected"
 
 	// ReasonLicensed (PlatformUser): active and holding a license.
 	ReasonLicensed = "Licensed"
@@ -45,6 +49,13 @@ const (
 	ReasonLicensePoolExhausted = "LicensePoolExhausted"
 	// ReasonLicensePoolNotFound (PlatformUser): the named pool does not exist.
 	ReasonLicensePoolNotFound = "LicensePoolNotFound"
+	// ReasonConciergeOutsidePlatform (PlatformUser): the user carries the
+	// Concierge role outside the platform entity; it gets no Concierge right
+	// and no capability beyond an Administrator's.
+	ReasonConciergeOutsidePlatform = "ConciergeOutsidePlatform"
+	// ReasonEmailConflict (PlatformUser): another user of the entity, created
+	// first, has the same email; this one is bound to nothing.
+	ReasonEmailConflict = "EmailConflict"
 	// ReasonLicenseRevoked (PlatformUser): the pool shrank and this user, among the
 	// most recently licensed, lost its license.
 	ReasonLicenseRevoked = "LicenseRevoked"

@@ -97,7 +97,8 @@ type EntityStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=ent,categories=visio
-// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 56",message="entity names are at most 56 characters, so that the default namespace entity-<name> is a valid name"
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 56",message="metadata.name: entity names are at most 56 characters, so that the default namespace entity-<name> is a valid name"
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name: an entity name is a DNS label (lower-case letters, digits and '-', no '.'), so that it can name its namespace entity-<name>"
 // +kubebuilder:validation:XValidation:rule="!has(self.spec.__namespace__) || !has(self.status) || !has(self.status.__namespace__) || self.spec.__namespace__ == self.status.__namespace__",message="namespace must stay the namespace already in use (status.namespace)",fieldPath=".spec.namespace"
 // +kubebuilder:printcolumn:name="Namespace",type=string,JSONPath=`.status.namespace`
 // +kubebuilder:printcolumn:name="Used",type=integer,JSONPath=`.status.licenses.used`,description="Licenses held"

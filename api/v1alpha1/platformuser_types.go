@@ -45,11 +45,15 @@ const (
 // PlatformUserSpec declares a person of an entity and what they may do.
 type PlatformUserSpec struct {
 	// email is the user's address: their login and the subject of the RBAC
-	// bindings the operator generates. Unique within the entity.
+	// bindings the operator generates. Unique within the entity. Written as
+	// identity providers send it: lower case, Unicode NFC, with no space,
+	// control or invisible character.
 	// +required
 	// +kubebuilder:validation:MinLength=3
 	// +kubebuilder:validation:MaxLength=254
 	// +kubebuilder:validation:Pattern=`^[^@\sA-Z]+@[^@\sA-Z]+\.[^@\sA-Z]+$`
+	// +kubebuilder:validation:XValidation:rule=`!self.matches(r'[\p{Z}\p{Cc}\p{Cf}\p{Co}\x{034F}\x{115F}\x{1160}\x{3164}\x{FFA0}\x{2800}]')`,message="email must not contain spaces, control or invisible characters (often pasted with the address)"
+	// +kubebuilder:validation:XValidation:rule=`!self.matches(r'[\p{Lu}\p{Lt}]')`,message="email must be lower case, as identity providers send it"
 	Email string `json:"email"`
 
 	// givenName is the user's first name.

@@ -19,13 +19,19 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "visio.dev/operator/api/v1alpha1"
+	"visio.dev/operator/internal/index"
 )
 
 // EntityReconciler keeps an Entity's namespace, its RBAC and its usage rollup.
 type EntityReconciler struct {
 	client.Client
-	Recorder events.EventRecorder
-	RBAC     RBACOptions
+	// APIReader reads past the cache where a stale answer would destroy data:
+	// what remains in a protected Entity being deleted.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	RBAC      RBACOptions
+	// PlatformEntity names the Entity whose namespace holds the Concierges.
+	PlatformEntity string
 }
 
 // +kubebuilder:rbac:groups=tenancy.visio.dev,resources=entities,verbs=get;list;watch;update;patch
@@ -62,7 +68,7 @@ func (r *EntityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		orig.ObjectMeta = *entity.ObjectMeta.DeepCopy()
 	}
 
-	ns, stalled, err := r.ensureNamespace(ctx, entity)
+	ns, stalled, err := r.ensureNamespace(ctx, orig, entity)
 	if err != nil || stalled {
 		return ctrl.Result{}, err
 	}
@@ -89,14 +95,23 @@ func readyMessage(e *v1.Entity) string {
 
 // ensureNamespace creates the entity namespace, or checks that the one in place
 // is ours. It returns stalled=true, having set the conditions, when a human must
-// act.
-func (r *EntityReconciler) ensureNamespace(ctx context.Context, e *v1.Entity) (*corev1.Namespace, bool, error) {
+// act or the namespace is not there yet.
+func (r *EntityReconciler) ensureNamespace(ctx context.Context, orig, e *v1.Entity) (*corev1.Namespace, bool, error) {
 	name := e.NamespaceName()
-	e.Status.Namespace = name
 	ns := &corev1.Namespace{}
 	err := r.Get(ctx, client.ObjectKey{Name: name}, ns)
 	switch {
 	case apierrors.IsNotFound(err):
+		// Record the namespace in status before creating it: status.namespace
+		// is part of what makes a namespace this entity's (entityns), so the
+		// namespace must never exist without it.
+		if orig.Status.Namespace != name {
+			e.Status.Namespace = name
+			if err := r.Status().Patch(ctx, e, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+				return nil, false, fmt.Errorf("cannot record namespace %q in status: %w", name, err)
+			}
+			orig.Status.Namespace, orig.ResourceVersion = name, e.ResourceVersion
+		}
 		ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
 			Name:   name,
 			Labels: map[string]string{v1.EntityLabel: e.Name, v1.ManagedByLabel: v1.ManagedByValue},
@@ -112,27 +127,44 @@ func (r *EntityReconciler) ensureNamespace(ctx context.Context, e *v1.Entity) (*
 	case err != nil:
 		return nil, false, fmt.Errorf("cannot read namespace %q: %w", name, err)
 	}
+	if !ns.DeletionTimestamp.IsZero() {
+		// An earlier entity of the same name (or whoever held the name) is
+		// still being cleaned up; the namespace's deletion brings us back.
+		if !metav1.IsControlledBy(ns, e) {
+			e.Status.Namespace = ""
+		}
+		setPhase(&e.Status.StatusBase, e.Generation, phaseProgressing, v1.ReasonNamespaceTerminating,
+			fmt.Sprintf("namespace %q is being deleted; waiting for it to go", name))
+		return nil, true, nil
+	}
 	if !metav1.IsControlledBy(ns, e) {
-		msg := fmt.Sprintf("namespace %q already exists and was not created for this entity; choose another spec.namespace or remove it", name)
+		// Not ours: status names no namespace, so that spec.namespace can
+		// still be set to another one when it was left to its default.
+		e.Status.Namespace = ""
+		advice := "set spec.namespace to a free name"
+		if e.Spec.Namespace != "" {
+			advice = "delete this Entity and create it again with another spec.namespace (it cannot change once set)"
+		}
+		msg := fmt.Sprintf("namespace %q already exists and was not created for this entity; it is never adopted: delete it (kubectl delete namespace %s) if nothing in it is needed, or %s",
+			name, name, advice)
 		if cond := findCondition(e.Status.Conditions, v1.StalledCondition); cond == nil || cond.Reason != v1.ReasonNamespaceConflict {
 			r.Recorder.Eventf(e, ns, corev1.EventTypeWarning, v1.ReasonNamespaceConflict, "Adopt", msg)
 		}
 		setPhase(&e.Status.StatusBase, e.Generation, phaseStalled, v1.ReasonNamespaceConflict, msg)
 		return nil, true, nil
 	}
-	if !ns.DeletionTimestamp.IsZero() {
-		// A previous entity of the same name is still being cleaned up; the
-		// namespace event will bring us back when it is gone.
-		setPhase(&e.Status.StatusBase, e.Generation, phaseProgressing, v1.ReasonNamespaceTerminating,
-			fmt.Sprintf("namespace %q is being deleted; waiting for it to go", name))
-		return nil, true, nil
-	}
+	e.Status.Namespace = name
 	return ns, false, nil
 }
 
 // reconcileDelete removes the entity namespace, and with it every user, pool
 // and room (whose own finalizers remove the backend rooms), then lets the
-// Entity go. Admission has already refused the deletion if it was protected.
+// Entity go. A protected Entity that still has users or rooms is not taken
+// apart: admission refuses such a deletion where it runs, and this holds when
+// it did not (no webhook, or a GitOps prune racing a user's creation). The
+// Entity waits, Stalled, and finishes deleting by itself once its content is
+// gone or spec.deletionProtection is set to false: user and room deletions
+// and the spec change all bring it back here.
 func (r *EntityReconciler) reconcileDelete(ctx context.Context, e *v1.Entity) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(e, v1.EntityFinalizer) {
 		return ctrl.Result{}, nil
@@ -148,6 +180,9 @@ func (r *EntityReconciler) reconcileDelete(ctx context.Context, e *v1.Entity) (c
 		// Never ours: nothing to clean up.
 	default:
 		if ns.DeletionTimestamp.IsZero() {
+			if protected, err := r.protectDeletion(ctx, e, ns.Name); err != nil || protected {
+				return ctrl.Result{}, err
+			}
 			if err := r.Delete(ctx, ns, client.PropagationPolicy(metav1.DeletePropagationForeground)); client.IgnoreNotFound(err) != nil {
 				return ctrl.Result{}, fmt.Errorf("cannot delete namespace %q: %w", ns.Name, err)
 			}
@@ -166,6 +201,48 @@ func (r *EntityReconciler) reconcileDelete(ctx context.Context, e *v1.Entity) (c
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	return ctrl.Result{}, nil
+}
+
+// protectDeletion keeps a protected Entity's namespace while users or rooms
+// remain in it, and says what remains. It counts from the API server, not
+// the cache: deleting a namespace cannot be undone, and a user created a
+// moment ago must protect its entity even if the cache has not shown it yet.
+func (r *EntityReconciler) protectDeletion(ctx context.Context, e *v1.Entity, namespace string) (bool, error) {
+	if !e.DeletionProtected() {
+		return false, nil
+	}
+	users := &v1.PlatformUserList{}
+	if err := r.APIReader.List(ctx, users, client.InNamespace(namespace)); err != nil {
+		return false, fmt.Errorf("cannot count the users of namespace %q: %w", namespace, err)
+	}
+	vmrs := &v1.VMRList{}
+	if err := r.APIReader.List(ctx, vmrs, client.InNamespace(namespace)); err != nil {
+		return false, fmt.Errorf("cannot count the rooms of namespace %q: %w", namespace, err)
+	}
+	nu, nv := int32(len(users.Items)), int32(len(vmrs.Items))
+	if nu == 0 && nv == 0 {
+		return false, nil
+	}
+	var remains string
+	switch {
+	case nu > 0 && nv > 0:
+		remains = count(nu, "user") + " and " + count(nv, "room")
+	case nu > 0:
+		remains = count(nu, "user")
+	default:
+		remains = count(nv, "room")
+	}
+	verb := "remain"
+	if nu+nv == 1 {
+		verb = "remains"
+	}
+	msg := fmt.Sprintf("deletion protected: %s %s in namespace %q; delete them or set spec.deletionProtection to false", remains, verb, namespace)
+	if cond := findCondition(e.Status.Conditions, v1.StalledCondition); cond == nil || cond.Reason != v1.ReasonDeletionProtected {
+		r.Recorder.Eventf(e, nil, corev1.EventTypeWarning, v1.ReasonDeletionProtected, "Delete", msg)
+	}
+	setPhase(&e.Status.StatusBase, e.Generation, phaseStalled, v1.ReasonDeletionProtected, msg)
+	e.Status.Users.Total, e.Status.VMRs.Total = nu, nv
+	return true, nil
 }
 
 // rollup recounts the entity's licenses, users and rooms from the cache.
@@ -250,9 +327,24 @@ func (r *EntityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		return nil
 	})
+	// A namespace maps to the Entity that asks for its name, whoever owns it:
+	// a squatting namespace that goes, or an earlier entity's that finishes
+	// terminating, lets that Entity create its own.
+	byName := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		entities := &v1.EntityList{}
+		if err := mgr.GetClient().List(ctx, entities, client.MatchingFields{index.EntityNamespace: o.GetName()}); err != nil {
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(entities.Items))
+		for i := range entities.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Name: entities.Items[i].Name}})
+		}
+		return reqs
+	})
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1.Entity{}).
 		Owns(&corev1.Namespace{}).
+		Watches(&corev1.Namespace{}, byName).
 		Owns(&rbacv1.RoleBinding{}).
 		Owns(&rbacv1.ClusterRole{}).
 		Owns(&rbacv1.ClusterRoleBinding{}).

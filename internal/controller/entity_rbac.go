@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	v1 "visio.dev/operator/api/v1alpha1"
+	"visio.dev/operator/internal/email"
 	"visio.dev/operator/internal/index"
 )
 
@@ -57,13 +58,28 @@ func (o RBACOptions) Subject(email string) rbacv1.Subject {
 
 // ensureRBAC binds the entity's Administrators (active or not: seed 000 lets an
 // inactive administrator keep administering) in its namespace and lets them
-// read their own Entity. Concierges are bound by the ConciergeReconciler.
+// read their own Entity. Concierges are bound by the ConciergeReconciler. A
+// user whose email another user of the entity holds is bound to nothing.
 func (r *EntityReconciler) ensureRBAC(ctx context.Context, e *v1.Entity, ns *corev1.Namespace) error {
 	admins := &v1.PlatformUserList{}
 	if err := r.List(ctx, admins, client.InNamespace(ns.Name), client.MatchingFields{index.UserRole: string(v1.RoleAdministrator)}); err != nil {
 		return fmt.Errorf("cannot list administrators: %w", err)
 	}
-	adminSubjects := subjects(r.RBAC, admins.Items)
+	if e.Name != r.PlatformEntity {
+		// A Concierge outside the platform entity (admission was not called)
+		// is no Concierge: it has what an Administrator of its entity has,
+		// and not more.
+		misplaced := &v1.PlatformUserList{}
+		if err := r.List(ctx, misplaced, client.InNamespace(ns.Name), client.MatchingFields{index.UserRole: string(v1.RoleConcierge)}); err != nil {
+			return fmt.Errorf("cannot list concierges: %w", err)
+		}
+		admins.Items = append(admins.Items, misplaced.Items...)
+	}
+	bound, err := emailHolders(ctx, r.Client, admins.Items)
+	if err != nil {
+		return err
+	}
+	adminSubjects := subjects(r.RBAC, bound)
 
 	labels := map[string]string{v1.EntityLabel: e.Name, v1.ManagedByLabel: v1.ManagedByValue}
 	objs := []client.Object{
@@ -103,7 +119,7 @@ func subjects(o RBACOptions, users []v1.PlatformUser) []rbacv1.Subject {
 	names := make([]string, 0, len(users))
 	for i := range users {
 		if users[i].DeletionTimestamp.IsZero() {
-			names = append(names, users[i].Spec.Email)
+			names = append(names, email.Canonical(users[i].Spec.Email))
 		}
 	}
 	slices.Sort(names)

@@ -13,13 +13,17 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "visio.dev/operator/api/v1alpha1"
+	"visio.dev/operator/internal/email"
 	"visio.dev/operator/internal/index"
 	"visio.dev/operator/internal/licensing"
 )
@@ -41,6 +45,8 @@ type LicensePoolReconciler struct {
 	ReservationTTL time.Duration
 	// MaxConcurrentReconciles bounds the pools reconciled in parallel.
 	MaxConcurrentReconciles int
+	// PlatformEntity names the Entity whose namespace holds the Concierges.
+	PlatformEntity string
 
 	expectations *writeExpectations
 }
@@ -76,14 +82,21 @@ func (r *LicensePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, fmt.Errorf("cannot list users of license pool %q: %w", req.Name, err)
 	}
 
+	place, err := r.placeOf(ctx, req.Namespace, users.Items)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	var capacity int32
 	var nextExpiry *metav1.Time
-	if pool != nil && pool.DeletionTimestamp.IsZero() {
+	if pool != nil && pool.DeletionTimestamp.IsZero() && place.entity != "" {
 		capacity, nextExpiry = pool.CapacityAt(now)
 	}
 	claims := make([]licensing.Claim, len(users.Items))
 	for i := range users.Items {
 		claims[i] = claimOf(&users.Items[i], req.Name, pool != nil)
+		if place.blocked(&users.Items[i]) {
+			claims[i].Wants = false
+		}
 	}
 	alloc := licensing.Allocate(capacity, now, claims)
 
@@ -93,7 +106,7 @@ func (r *LicensePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	var losing, others []*v1.PlatformUser
 	for i := range users.Items {
 		u := &users.Items[i]
-		desired := r.desiredUserStatus(u, req.Name, pool, alloc.Decisions[i], capacity, alloc)
+		desired := r.desiredUserStatus(u, req.Name, pool, alloc.Decisions[i], capacity, alloc, place)
 		if desired == nil || equality.Semantic.DeepEqual(&u.Status, desired) {
 			continue
 		}
@@ -121,7 +134,7 @@ func (r *LicensePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if pool == nil {
 		return ctrl.Result{}, nil
 	}
-	return r.updatePoolStatus(ctx, pool, alloc, capacity, nextExpiry, users, now)
+	return r.updatePoolStatus(ctx, pool, alloc, capacity, nextExpiry, users, now, place)
 }
 
 // claimOf is how the allocator sees a user of the pool named pool.
@@ -178,7 +191,7 @@ func (r *LicensePoolReconciler) cachedResourceVersion(ctx context.Context) func(
 // updatePoolStatus writes the pool's counts, drops the reservations that are no
 // longer needed, and asks to come back when the next grant or reservation expires.
 func (r *LicensePoolReconciler) updatePoolStatus(ctx context.Context, pool *v1.LicensePool, alloc licensing.Allocation,
-	capacity int32, nextExpiry *metav1.Time, users *v1.PlatformUserList, now time.Time) (ctrl.Result, error) {
+	capacity int32, nextExpiry *metav1.Time, users *v1.PlatformUserList, now time.Time, place userPlace) (ctrl.Result, error) {
 	orig := pool.DeepCopy()
 	st := &pool.Status
 	st.Capacity, st.Used, st.Available, st.Pending = capacity, alloc.Licensed, alloc.Available, alloc.Waiting
@@ -199,9 +212,12 @@ func (r *LicensePoolReconciler) updatePoolStatus(ctx context.Context, pool *v1.L
 	if st.Pending > 0 {
 		msg += ", " + waiting(st.Pending)
 	}
-	if !pool.DeletionTimestamp.IsZero() {
+	switch {
+	case !pool.DeletionTimestamp.IsZero():
 		setPhase(&st.StatusBase, pool.Generation, phaseProgressing, v1.ReasonProgressing, "license pool is being deleted")
-	} else {
+	case place.entity == "":
+		setPhase(&st.StatusBase, pool.Generation, phaseStalled, v1.ReasonNotInEntityNamespace, place.notInEntityMessage("license pool"))
+	default:
 		setPhase(&st.StatusBase, pool.Generation, phaseReady, v1.ReasonReconciled, msg)
 	}
 	if st.Pending > 0 && orig.Status.Pending == 0 {
@@ -253,10 +269,75 @@ func (r *LicensePoolReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1.LicensePool{}).
-		Watches(&v1.PlatformUser{}, handler.EnqueueRequestsFromMapFunc(poolsOfUser)).
+		Watches(&v1.PlatformUser{}, handler.EnqueueRequestsFromMapFunc(r.poolsOfUserAndEmail)).
+		Watches(&v1.Entity{}, handler.EnqueueRequestsFromMapFunc(r.poolsOfEntity), builder.WithPredicates(entityPlaceChanged)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Named("licensepool").
 		Complete(r)
+}
+
+// poolsOfUserAndEmail maps a user to its pools and to the pools of the other
+// users of its entity with the same email: creating or deleting one decides
+// which of them holds the email.
+func (r *LicensePoolReconciler) poolsOfUserAndEmail(ctx context.Context, o client.Object) []reconcile.Request {
+	u := o.(*v1.PlatformUser)
+	reqs := poolsOfUser(ctx, u)
+	same := &v1.PlatformUserList{}
+	if err := r.List(ctx, same, client.InNamespace(u.Namespace), client.MatchingFields{index.UserEmail: email.Canonical(u.Spec.Email)}); err != nil {
+		return reqs
+	}
+	for i := range same.Items {
+		if same.Items[i].Name != u.Name {
+			reqs = append(reqs, poolsOfUser(ctx, &same.Items[i])...)
+		}
+	}
+	return reqs
+}
+
+// poolsOfEntity maps an Entity whose namespace came or went to the pools of
+// its namespace (their users may now be licensed, or not), and the platform
+// entity to the pools of every Concierge (whose role now counts, or not).
+func (r *LicensePoolReconciler) poolsOfEntity(ctx context.Context, o client.Object) []reconcile.Request {
+	e := o.(*v1.Entity)
+	users := &v1.PlatformUserList{}
+	if e.Name == r.PlatformEntity {
+		if err := r.List(ctx, users, client.MatchingFields{index.UserRole: string(v1.RoleConcierge)}); err != nil {
+			return nil
+		}
+	}
+	if ns := e.NamespaceName(); ns != "" {
+		inNS := &v1.PlatformUserList{}
+		if err := r.List(ctx, inNS, client.InNamespace(ns)); err == nil {
+			users.Items = append(users.Items, inNS.Items...)
+		}
+		pools := &v1.LicensePoolList{}
+		if err := r.List(ctx, pools, client.InNamespace(ns)); err == nil {
+			for i := range pools.Items {
+				users.Items = append(users.Items, v1.PlatformUser{ObjectMeta: metav1.ObjectMeta{Namespace: ns},
+					Spec: v1.PlatformUserSpec{LicensePool: pools.Items[i].Name}})
+			}
+		}
+	}
+	seen := map[reconcile.Request]bool{}
+	var reqs []reconcile.Request
+	for i := range users.Items {
+		for _, req := range poolsOfUser(ctx, &users.Items[i]) {
+			if !seen[req] {
+				seen[req] = true
+				reqs = append(reqs, req)
+			}
+		}
+	}
+	return reqs
+}
+
+// entityPlaceChanged lets through the Entity events that change which
+// namespace is whose: not the rollups of its status.
+var entityPlaceChanged = predicate.Funcs{
+	UpdateFunc: func(ev event.UpdateEvent) bool {
+		o, n := ev.ObjectOld.(*v1.Entity), ev.ObjectNew.(*v1.Entity)
+		return o.Status.Namespace != n.Status.Namespace || o.DeletionTimestamp.IsZero() != n.DeletionTimestamp.IsZero()
+	},
 }
 
 // poolsOfUser maps a user to the pool it names and, while it still holds a

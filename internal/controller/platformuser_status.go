@@ -18,9 +18,9 @@ import (
 // nil for a user this pass must not write: one that names another pool and
 // held no license here.
 func (r *LicensePoolReconciler) desiredUserStatus(u *v1.PlatformUser, poolName string, pool *v1.LicensePool,
-	d licensing.Decision, capacity int32, alloc licensing.Allocation) *v1.PlatformUserStatus {
+	d licensing.Decision, capacity int32, alloc licensing.Allocation, place userPlace) *v1.PlatformUserStatus {
 	st := u.Status.DeepCopy()
-	role := u.RoleOrDefault()
+	role := place.effectiveRole(u)
 	licensed := func(s metav1.ConditionStatus, reason, msg string) {
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: v1.LicensedCondition, Status: s,
 			Reason: reason, Message: msg, ObservedGeneration: u.Generation})
@@ -43,7 +43,22 @@ func (r *LicensePoolReconciler) desiredUserStatus(u *v1.PlatformUser, poolName s
 		return st
 	}
 
+	holder := place.emailHolders[u.Name]
 	switch {
+	case place.entity == "":
+		msg := place.notInEntityMessage("user")
+		unlicense()
+		st.Capabilities = nil
+		licensed(metav1.ConditionFalse, v1.ReasonNotInEntityNamespace, msg)
+		setPhase(&st.StatusBase, u.Generation, phaseStalled, v1.ReasonNotInEntityNamespace, msg)
+		return st
+	case holder != nil:
+		msg := emailConflictMessage(u, holder)
+		unlicense()
+		st.Capabilities = nil
+		licensed(metav1.ConditionFalse, v1.ReasonEmailConflict, msg)
+		setPhase(&st.StatusBase, u.Generation, phaseStalled, v1.ReasonEmailConflict, msg)
+		return st
 	case pool == nil:
 		msg := fmt.Sprintf("license pool %q does not exist in namespace %q; create it or set spec.licensePool", poolName, u.Namespace)
 		unlicense()
@@ -76,6 +91,11 @@ func (r *LicensePoolReconciler) desiredUserStatus(u *v1.PlatformUser, poolName s
 		unlicense()
 		licensed(metav1.ConditionFalse, v1.ReasonLicensePoolExhausted, msg)
 		setPhase(&st.StatusBase, u.Generation, phaseStalled, v1.ReasonLicensePoolExhausted, msg)
+	}
+	if place.misplacedConcierge(u) && pool != nil {
+		// The license is decided as for anyone of the entity; the role is not
+		// honoured, and a human must move or demote the user.
+		setPhase(&st.StatusBase, u.Generation, phaseStalled, v1.ReasonConciergeOutsidePlatform, place.misplacedConciergeMessage())
 	}
 	return st
 }

@@ -28,6 +28,7 @@ import (
 
 	v1 "visio.dev/operator/api/v1alpha1"
 	"visio.dev/operator/internal/backend"
+	"visio.dev/operator/internal/entityns"
 	"visio.dev/operator/internal/index"
 )
 
@@ -121,6 +122,21 @@ func (r *VMRReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ct
 
 	if !vmr.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, vmr, prevReason)
+	}
+	if vmr.Status.BackendRef == "" {
+		// A room outside an entity namespace (admission was not called, or
+		// the namespace is dressed up as an entity's) is never provisioned.
+		// One already provisioned is left to its normal course: stalling it
+		// here could orphan its backend room.
+		e, _, err := entityns.Of(ctx, r.Client, vmr.Namespace)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if e == nil {
+			return r.stall(vmr, prevReason, &roomBlock{reason: v1.ReasonNotInEntityNamespace, action: "Provision",
+				message: fmt.Sprintf("namespace %q belongs to no entity: rooms are provisioned in an entity's namespace only (kubectl get entities)", vmr.Namespace),
+				recheck: time.Minute}), nil
+		}
 	}
 	if controllerutil.AddFinalizer(vmr, v1.VMRFinalizer) {
 		// The finalizer must be stored before the room exists in the backend,

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -633,6 +634,19 @@ func reconciledOnce(t *testing.T, mutate func(*v1.VMR)) (client.Client, *fakeBac
 }
 
 func newFakeClient(t *testing.T, objs ...client.Object) client.Client {
+	// Every room lives in an entity namespace.
+	seen := map[string]bool{}
+	for _, o := range objs {
+		if _, ok := o.(*v1.VMR); !ok || seen[o.GetNamespace()] {
+			continue
+		}
+		seen[o.GetNamespace()] = true
+		e := &v1.Entity{ObjectMeta: metav1.ObjectMeta{Name: o.GetNamespace(), UID: types.UID("entity-" + o.GetNamespace())},
+			Status: v1.EntityStatus{Namespace: o.GetNamespace()}}
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.GetNamespace(), Labels: map[string]string{v1.EntityLabel: e.Name},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: v1.GroupVersion.String(), Kind: "Entity", Name: e.Name, UID: e.UID, Controller: ptr.To(true)}}}}
+		objs = append(objs, e, ns)
+	}
 	return fake.NewClientBuilder().
 		WithScheme(testScheme(t)).
 		WithObjects(objs...).

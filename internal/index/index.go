@@ -8,6 +8,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "visio.dev/operator/api/v1alpha1"
+	"visio.dev/operator/internal/email"
 )
 
 // Field indexes on the shared cache. Controllers and webhooks look objects up
@@ -17,7 +18,8 @@ const (
 	// pool they hold a license in (status), so that a pool's reconcile sees the
 	// users that moved away but still hold one of its licenses.
 	UserPool = "tenancy.visio.dev/user-pool"
-	// UserEmail indexes PlatformUsers by email, for uniqueness in an entity.
+	// UserEmail indexes PlatformUsers by email in its canonical form
+	// (email.Canonical), for uniqueness in an entity: look up with that form.
 	UserEmail = "tenancy.visio.dev/user-email"
 	// UserRole indexes PlatformUsers by role (for the Concierge binding).
 	UserRole = "tenancy.visio.dev/user-role"
@@ -26,6 +28,10 @@ const (
 	VMRDialString = "tenancy.visio.dev/vmr-dial-string"
 	// VMROwner indexes VMRs by owner, so a room follows its owner's license.
 	VMROwner = "tenancy.visio.dev/vmr-owner"
+	// EntityNamespace indexes Entities by the namespace they ask for
+	// (spec.namespace or its default), so that a namespace event reaches the
+	// Entity waiting for that name.
+	EntityNamespace = "tenancy.visio.dev/entity-namespace"
 )
 
 // Setup registers the field indexes on the manager's cache.
@@ -41,12 +47,17 @@ func Setup(ctx context.Context, indexer client.FieldIndexer) error {
 		return err
 	}
 	if err := indexer.IndexField(ctx, &v1.PlatformUser{}, UserEmail, func(o client.Object) []string {
-		return []string{o.(*v1.PlatformUser).Spec.Email}
+		return []string{email.Canonical(o.(*v1.PlatformUser).Spec.Email)}
 	}); err != nil {
 		return err
 	}
 	if err := indexer.IndexField(ctx, &v1.PlatformUser{}, UserRole, func(o client.Object) []string {
 		return []string{string(o.(*v1.PlatformUser).RoleOrDefault())}
+	}); err != nil {
+		return err
+	}
+	if err := indexer.IndexField(ctx, &v1.Entity{}, EntityNamespace, func(o client.Object) []string {
+		return []string{o.(*v1.Entity).NamespaceName()}
 	}); err != nil {
 		return err
 	}

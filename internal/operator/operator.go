@@ -30,6 +30,9 @@ type Options struct {
 	UsernamePrefix string
 	// PlatformAdminGroups may do anything, including granting Concierge.
 	PlatformAdminGroups []string
+	// PlatformEntity names the Entity whose namespace holds the Concierges
+	// (flag --platform-entity, default "platform"): the role is valid there only.
+	PlatformEntity string
 	// ReservationTTL is how long a license reserved at admission waits for its user.
 	ReservationTTL time.Duration
 	// MaxConcurrentReconciles bounds parallel work per controller.
@@ -71,15 +74,20 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
+	if o.PlatformEntity == "" {
+		return fmt.Errorf("the platform entity must be named (--platform-entity)")
+	}
 	if err := index.Setup(ctx, mgr.GetFieldIndexer()); err != nil {
 		return fmt.Errorf("cannot register cache indexes: %w", err)
 	}
 	rbac := controller.RBACOptions{UsernamePrefix: o.UsernamePrefix}
 	recorder := func(name string) controller.EventRecorder { return mgr.GetEventRecorder(name) }
 	setups := []interface{ SetupWithManager(ctrl.Manager) error }{
-		&controller.EntityReconciler{Client: mgr.GetClient(), Recorder: recorder("entity-controller"), RBAC: rbac},
-		&controller.ConciergeReconciler{Client: mgr.GetClient(), RBAC: rbac},
+		&controller.EntityReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder("entity-controller"),
+			RBAC: rbac, PlatformEntity: o.PlatformEntity},
+		&controller.ConciergeReconciler{Client: mgr.GetClient(), RBAC: rbac, PlatformEntity: o.PlatformEntity},
 		&controller.LicensePoolReconciler{Client: mgr.GetClient(), Recorder: recorder("licensepool-controller"), Clock: o.Clock,
+			PlatformEntity: o.PlatformEntity,
 			ReservationTTL: o.ReservationTTL, MaxConcurrentReconciles: o.MaxConcurrentReconciles},
 		&controller.VMRReconciler{Client: mgr.GetClient(), Recorder: recorder("vmr-controller"), Backend: o.Backend,
 			NumericIDMin: o.NumericIDMin, NumericIDMax: o.NumericIDMax, JoinBaseURL: o.JoinBaseURL, SIPDomain: o.SIPDomain,
@@ -94,7 +102,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		return nil
 	}
 	return webhook.Setup(mgr, webhook.Options{
-		UsernamePrefix: o.UsernamePrefix, PlatformAdminGroups: o.PlatformAdminGroups,
+		UsernamePrefix: o.UsernamePrefix, PlatformAdminGroups: o.PlatformAdminGroups, PlatformEntity: o.PlatformEntity,
 		ReservationTTL: o.ReservationTTL, Clock: o.Clock,
 	})
 }

@@ -10,14 +10,13 @@ import (
 	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "visio.dev/operator/api/v1alpha1"
+	"visio.dev/operator/internal/entityns"
 	"visio.dev/operator/internal/index"
 )
 
@@ -29,6 +28,9 @@ type Options struct {
 	// PlatformAdminGroups are the groups whose members may do anything,
 	// including granting the Concierge role.
 	PlatformAdminGroups []string
+	// PlatformEntity names the Entity whose namespace holds the Concierges:
+	// the role is valid there only.
+	PlatformEntity string
 	// ReservationTTL is how long a license reserved at admission stays reserved
 	// for a user that does not appear.
 	ReservationTTL time.Duration
@@ -40,6 +42,9 @@ type Options struct {
 func Setup(mgr ctrl.Manager, opts Options) error {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
+	}
+	if opts.PlatformEntity == "" {
+		return fmt.Errorf("the platform entity must be named")
 	}
 	if opts.ReservationTTL == 0 {
 		opts.ReservationTTL = 30 * time.Second
@@ -65,19 +70,19 @@ type checker struct {
 }
 
 // entityOf returns the name of the Entity that owns namespace, or a field error
-// on metadata.namespace when the namespace belongs to no entity.
+// on metadata.namespace when the namespace belongs to no entity. The rule is
+// entityns's, the one the controllers apply: a namespace dressed up with an
+// entity's label and owner reference is not that entity's.
 func (c checker) entityOf(ctx context.Context, namespace, kind string) (string, *field.Error, error) {
-	ns := &corev1.Namespace{}
-	if err := c.Get(ctx, client.ObjectKey{Name: namespace}, ns); client.IgnoreNotFound(err) != nil {
-		return "", nil, fmt.Errorf("cannot read namespace %q: %w", namespace, err)
+	e, _, err := entityns.Of(ctx, c.Client, namespace)
+	if err != nil {
+		return "", nil, err
 	}
-	owner := metav1.GetControllerOf(ns)
-	name := ns.Labels[v1.EntityLabel]
-	if name == "" || owner == nil || owner.Kind != "Entity" || owner.Name != name {
+	if e == nil {
 		return "", field.Forbidden(field.NewPath("metadata", "namespace"), fmt.Sprintf(
 			"namespace %q belongs to no entity: %ss live in an entity's namespace (kubectl get entities shows them)", namespace, kind)), nil
 	}
-	return name, nil, nil
+	return e.Name, nil, nil
 }
 
 // isPlatformAdmin reports whether the requester belongs to a platform admin group.
@@ -93,25 +98,38 @@ func (c checker) isPlatformAdmin(u authnv1.UserInfo) bool {
 // usersOfRequester returns the PlatformUsers the requester is, by username
 // (prefix + email), across all entities.
 func (c checker) usersOfRequester(ctx context.Context, u authnv1.UserInfo) ([]v1.PlatformUser, error) {
-	email, ok := stripPrefix(u.Username, c.opts.UsernamePrefix)
+	address, ok := stripPrefix(u.Username, c.opts.UsernamePrefix)
 	if !ok {
 		return nil, nil
 	}
+	// The operator binds the canonical form of a user's email: the index
+	// holds that form, and so does a username RBAC recognises.
 	list := &v1.PlatformUserList{}
-	if err := c.List(ctx, list, client.MatchingFields{index.UserEmail: email}); err != nil {
+	if err := c.List(ctx, list, client.MatchingFields{index.UserEmail: address}); err != nil {
 		return nil, fmt.Errorf("cannot look up the requesting user: %w", err)
 	}
 	return list.Items, nil
 }
 
-// isConcierge reports whether the requester is a Concierge PlatformUser.
+// isConcierge reports whether the requester is a Concierge PlatformUser of the
+// platform entity: a user carrying the role anywhere else (admission was not
+// called when it was made) is no Concierge, and may grant nothing.
 func (c checker) isConcierge(ctx context.Context, u authnv1.UserInfo) (bool, error) {
 	users, err := c.usersOfRequester(ctx, u)
 	if err != nil {
 		return false, err
 	}
+	platformNS := ""
 	for i := range users {
-		if users[i].RoleOrDefault() == v1.RoleConcierge && users[i].DeletionTimestamp.IsZero() {
+		if users[i].RoleOrDefault() != v1.RoleConcierge || !users[i].DeletionTimestamp.IsZero() {
+			continue
+		}
+		if platformNS == "" {
+			if platformNS, err = entityns.NamespaceOf(ctx, c.Client, c.opts.PlatformEntity); err != nil || platformNS == "" {
+				return false, err
+			}
+		}
+		if users[i].Namespace == platformNS {
 			return true, nil
 		}
 	}

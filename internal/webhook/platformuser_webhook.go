@@ -12,6 +12,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	v1 "visio.dev/operator/api/v1alpha1"
+	"visio.dev/operator/internal/email"
+	"visio.dev/operator/internal/entityns"
 	"visio.dev/operator/internal/index"
 )
 
@@ -64,8 +66,11 @@ func (v *PlatformUserValidator) validate(ctx context.Context, old, u *v1.Platfor
 		}
 	}
 	if old == nil || old.Spec.Email != u.Spec.Email {
+		if err := email.Check(u.Spec.Email); err != nil {
+			errs = append(errs, field.Invalid(spec.Child("email"), u.Spec.Email, err.Error()))
+		}
 		others := &v1.PlatformUserList{}
-		if err := v.List(ctx, others, client.InNamespace(u.Namespace), client.MatchingFields{index.UserEmail: u.Spec.Email}); err != nil {
+		if err := v.List(ctx, others, client.InNamespace(u.Namespace), client.MatchingFields{index.UserEmail: email.Canonical(u.Spec.Email)}); err != nil {
 			return apierrors.NewInternalError(err)
 		}
 		for i := range others.Items {
@@ -76,6 +81,11 @@ func (v *PlatformUserValidator) validate(ctx context.Context, old, u *v1.Platfor
 				break
 			}
 		}
+	}
+	if fe, err := v.checkConciergePlace(ctx, entity, old, u); err != nil {
+		return apierrors.NewInternalError(err)
+	} else if fe != nil {
+		errs = append(errs, fe)
 	}
 	if fe, err := v.checkConciergeGrant(ctx, req.UserInfo, old, u); err != nil {
 		return apierrors.NewInternalError(err)
@@ -102,6 +112,30 @@ func (v *PlatformUserValidator) validate(ctx context.Context, old, u *v1.Platfor
 		return apierrors.NewInvalid(gk, u.Name, field.ErrorList{fe})
 	}
 	return nil
+}
+
+// checkConciergePlace refuses the Concierge role outside the platform entity:
+// Concierges are the platform's support staff, not members of a customer
+// entity. A user that already carries the role there (made while admission
+// was not called) may still be edited, to be demoted; the controller gives it
+// nothing meanwhile.
+func (v *PlatformUserValidator) checkConciergePlace(ctx context.Context, entity string, old, u *v1.PlatformUser) (*field.Error, error) {
+	if u.RoleOrDefault() != v1.RoleConcierge || old != nil && old.RoleOrDefault() == v1.RoleConcierge || entity == v.opts.PlatformEntity {
+		return nil, nil
+	}
+	where := fmt.Sprintf("the platform entity %q", v.opts.PlatformEntity)
+	ns, err := entityns.NamespaceOf(ctx, v.Client, v.opts.PlatformEntity)
+	if err != nil {
+		return nil, err
+	}
+	if ns != "" {
+		where += fmt.Sprintf(" (namespace %q)", ns)
+	} else {
+		where += " (which does not exist yet)"
+	}
+	return field.Forbidden(field.NewPath("spec", "role"), fmt.Sprintf(
+		"Concierges are the platform's support staff and belong in %s, not in entity %q; use Administrator here, or create the Concierge there",
+		where, entity)), nil
 }
 
 // checkConciergeGrant refuses to give the Concierge role to anyone unless the

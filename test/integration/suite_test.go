@@ -311,6 +311,7 @@ func startManager(counter *writeCounter, opts operator.Options) (stop func()) {
 func testOptions() operator.Options {
 	return operator.Options{
 		PlatformAdminGroups:     []string{"system:masters"},
+		PlatformEntity:          "platform",
 		ReservationTTL:          30 * time.Second,
 		MaxConcurrentReconciles: 4,
 		Backend:                 embedded.New(),
