@@ -18,7 +18,6 @@ func entity(name, uid, status string) *v1.Entity {
 	return &v1.Entity{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + uid)}, Status: v1.EntityStatus{Namespace: status}}
 }
 
-
 func namespace(name, label string, owner *metav1.OwnerReference) *corev1.Namespace {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	if label != "" {
@@ -34,7 +33,6 @@ func ownerRef(name, uid string) *metav1.OwnerReference {
 	return &metav1.OwnerReference{APIVersion: v1.GroupVersion.String(), Kind: "Entity", Name: name,
 		UID: types.UID("uid-" + uid), Controller: ptr.To(true)}
 }
-
 
 func TestOwns(t *testing.T) {
 	e := entity("rennes", "1", "entity-rennes")

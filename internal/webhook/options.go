@@ -49,7 +49,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if opts.ReservationTTL == 0 {
 		opts.ReservationTTL = 30 * time.Second
 	}
-	base := checker{Client: mgr.GetClient(), opts: opts}
+	base := checker{Client: mgr.GetClient(), opts: opts, live: mgr.GetAPIReader()}
 	users := &PlatformUserValidator{checker: base, reserver: newLicenseReserver(mgr.GetClient(), mgr.GetAPIReader(), opts)}
 	if err := ctrl.NewWebhookManagedBy(mgr, &v1.PlatformUser{}).WithValidator(users).Complete(); err != nil {
 		return err
@@ -67,6 +67,8 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 type checker struct {
 	client.Client
 	opts Options
+	// live reads from the API server, past the cache.
+	live client.Reader
 }
 
 // entityOf returns the name of the Entity that owns namespace, or a field error
@@ -75,6 +77,11 @@ type checker struct {
 // entity's label and owner reference is not that entity's.
 func (c checker) entityOf(ctx context.Context, namespace, kind string) (string, *field.Error, error) {
 	e, _, err := entityns.Of(ctx, c.Client, namespace)
+	if err == nil && e == nil && c.live != nil {
+		// The cache may not show yet an Entity's status.namespace recorded a
+		// moment before its namespace: ask the API server before refusing.
+		e, _, err = entityns.Of(ctx, c.live, namespace)
+	}
 	if err != nil {
 		return "", nil, err
 	}

@@ -388,3 +388,67 @@ func sortedKeys[V any](m map[string]V) []string {
 	slices.Sort(keys)
 	return keys
 }
+
+// TestEntityNamespaceLifecycle: a NamespaceConflict says what to do and
+// clears by itself once the squatting namespace is deleted; an Entity
+// recreated while its predecessor's namespace is still terminating reports
+// Reconciling (NamespaceTerminating), not Stalled, and gets a namespace of its
+// own once the old one is gone.
+func TestEntityNamespaceLifecycle(t *testing.T) {
+	g := NewWithT(t)
+	seq := entitySeq.Add(1)
+	conditionOf := func(e *v1.Entity, typ string) func(g Gomega) *metav1.Condition {
+		return func(g Gomega) *metav1.Condition {
+			g.Expect(k8s.Get(ctx(), client.ObjectKeyFromObject(e), e)).To(Succeed())
+			return meta.FindStatusCondition(e.Status.Conditions, typ)
+		}
+	}
+
+	// A squatter goes: the Entity proceeds with no edit.
+	squat := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("entity-squatted-%d", seq)}}
+	g.Expect(k8s.Create(ctx(), squat)).To(Succeed())
+	e := &v1.Entity{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("squatted-%d", seq)},
+		Spec: v1.EntitySpec{DisplayName: "Squatted", DeletionProtection: ptr.To(false)}}
+	g.Expect(k8s.Create(ctx(), e)).To(Succeed())
+	t.Cleanup(func() { _ = k8s.Delete(ctx(), e) })
+	g.Eventually(conditionOf(e, v1.StalledCondition)).WithTimeout(entityTimeout).Should(And(
+		HaveField("Reason", v1.ReasonNamespaceConflict),
+		HaveField("Message", ContainSubstring("kubectl delete namespace "+squat.Name)),
+		HaveField("Message", ContainSubstring("set spec.namespace to a free name"))))
+	g.Expect(e.Status.Namespace).To(BeEmpty(), "a namespace not in use is not recorded, so spec.namespace can still be set")
+	g.Expect(k8s.Delete(ctx(), squat)).To(Succeed())
+	g.Eventually(conditionOf(e, v1.ReadyCondition)).WithTimeout(entityTimeout).Should(HaveField("Status", metav1.ConditionTrue))
+	ns := &corev1.Namespace{}
+	g.Expect(k8s.Get(ctx(), client.ObjectKey{Name: e.NamespaceName()}, ns)).To(Succeed())
+	g.Expect(metav1.IsControlledBy(ns, e)).To(BeTrue())
+	g.Expect(e.Status.Namespace).To(Equal(ns.Name))
+
+	// The old namespace is held in Terminating by a finalizer of its content;
+	// the Entity is released by hand (as `kubectl patch` of its finalizers
+	// would) and created again.
+	held := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "held", Finalizers: []string{"visio.dev/test-hold"}}}
+	g.Expect(k8s.Create(ctx(), held)).To(Succeed())
+	release := func() { _ = patch(k8s, held, `{"metadata":{"finalizers":null}}`) }
+	t.Cleanup(release)
+	g.Expect(k8s.Delete(ctx(), e)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8s.Get(ctx(), client.ObjectKey{Name: ns.Name}, ns)).To(Succeed())
+		g.Expect(ns.DeletionTimestamp).NotTo(BeNil())
+	}).WithTimeout(entityTimeout).Should(Succeed())
+	g.Expect(patch(k8s, e, `{"metadata":{"finalizers":null}}`)).To(Succeed())
+	gone(g, e)
+
+	again := &v1.Entity{ObjectMeta: metav1.ObjectMeta{Name: e.Name}, Spec: v1.EntitySpec{DisplayName: "Again", DeletionProtection: ptr.To(false)}}
+	g.Expect(k8s.Create(ctx(), again)).To(Succeed())
+	t.Cleanup(func() { _ = k8s.Delete(ctx(), again) })
+	g.Eventually(conditionOf(again, v1.ReconcilingCondition)).WithTimeout(entityTimeout).Should(And(
+		HaveField("Status", metav1.ConditionTrue), HaveField("Reason", v1.ReasonNamespaceTerminating)))
+	g.Expect(meta.FindStatusCondition(again.Status.Conditions, v1.StalledCondition)).To(BeNil())
+	// Nothing is admitted into the old namespace on behalf of the new Entity.
+	g.Expect(k8s.Create(ctx(), newUser(ns.Name, "early", false))).NotTo(Succeed())
+
+	release()
+	g.Eventually(conditionOf(again, v1.ReadyCondition)).WithTimeout(entityTimeout).Should(HaveField("Status", metav1.ConditionTrue))
+	g.Expect(k8s.Get(ctx(), client.ObjectKey{Name: again.NamespaceName()}, ns)).To(Succeed())
+	g.Expect(metav1.IsControlledBy(ns, again)).To(BeTrue(), "the new namespace is the new Entity's")
+}

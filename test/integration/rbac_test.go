@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
@@ -131,6 +133,45 @@ type attempts struct {
 	t               *testing.T
 	g               Gomega
 	allowed, denied int
+	// webhooks: the admission webhooks are called in this run.
+	webhooks bool
+	// rows is the table of attempts, verdicts and the layer that decided.
+	rows []string
+}
+
+// layerOf names the layer that gave a verdict.
+func layerOf(v verdict) string {
+	switch v {
+	case deniedByRBAC:
+		return "RBAC"
+	case deniedByAdmission:
+		return "webhook"
+	}
+	return "-"
+}
+
+// admission is an attempt that only admission refuses: with the webhooks it
+// must be refused (and say detail); without them it is stored, and without
+// says what keeps it from having an effect (the caller checks that outcome).
+func (a *attempts) admission(who, what string, err error, without string, detail ...string) {
+	a.t.Helper()
+	if a.webhooks {
+		a.expect(who, what, deniedByAdmission, err, detail...)
+		return
+	}
+	a.g.Expect(verdictOf(err)).To(Equal(accepted), "%s: %s: without webhooks nothing refuses it: %v", who, what, err)
+	a.allowed++
+	a.rows = append(a.rows, fmt.Sprintf("%-9s | %-60s | stored      | %s", who, what, without))
+	a.t.Logf("%-9s %-64s stored; %s", who, what, without)
+}
+
+// table logs every attempt with its verdict and layer.
+func (a *attempts) table() {
+	mode := "with webhooks"
+	if !a.webhooks {
+		mode = "without webhooks"
+	}
+	a.t.Logf("impersonation table (%s):\n%s", mode, strings.Join(a.rows, "\n"))
 }
 
 // expect asserts that an attempt got the verdict wanted and, for a denial,
@@ -147,6 +188,7 @@ func (a *attempts) expect(who, what string, want verdict, err error, detail ...s
 	} else {
 		a.denied++
 	}
+	a.rows = append(a.rows, fmt.Sprintf("%-9s | %-60s | %-11s | %s", who, what, got, layerOf(got)))
 	a.t.Logf("%-9s %-64s %s", who, what, got)
 }
 
@@ -185,13 +227,20 @@ func waitRoomPINs(g Gomega, r *v1.VMR) string {
 // TestRBACRoleTable acts as each kind of person of the platform and checks
 // the seed's role table as real permissions: RBAC the operator ships and
 // binds, and the admission checks RBAC cannot express.
-func TestRBACRoleTable(t *testing.T) {
+//
+// It runs twice: with the webhooks, and on a cluster where their
+// configuration is missing. Each attempt's verdict names the layer that gave
+// it; an attempt only the webhook refuses is stored in the second run, and
+// the test checks that the controllers give it no effect.
+func TestRBACRoleTable(t *testing.T) { inBothModes(t, roleTable) }
+
+func roleTable(t *testing.T, webhooks bool) {
 	g := NewWithT(t)
 	applyPlatformRoles(g)
 
+	_, nsS := platformEntityForTest(t, g) // the platform entity: its support staff are the concierges
 	entA, nsA := newEntity(t, g)
 	entB, nsB := newEntity(t, g)
-	_, nsS := newEntity(t, g) // the support organisation the concierges belong to
 	for _, ns := range []string{nsA, nsB, nsS} {
 		newPool(g, ns, v1.DefaultLicensePool, 10, v1.EnforcementDeny)
 	}
@@ -200,11 +249,11 @@ func TestRBACRoleTable(t *testing.T) {
 	alice := withRole(newUser(nsA, "alice", true), v1.RoleAdministrator)
 	dave := newUser(nsA, "dave", true)
 	olga := withRole(newUser(nsA, "olga", true), v1.RoleDelegatedOrganizer)
-	erin := withRole(newUser(nsA, "erin", false), v1.RoleConcierge) // a concierge listed in entity A
+	pat := withRole(newUser(nsS, "pat", false), v1.RoleAdministrator) // an administrator of the platform entity
 	bob := withRole(newUser(nsB, "bob", true), v1.RoleAdministrator)
 	bea := newUser(nsB, "bea", true)
 	carol := withRole(newUser(nsS, "carol", false), v1.RoleConcierge)
-	for _, u := range []*v1.PlatformUser{alice, dave, olga, erin, bob, bea, carol} {
+	for _, u := range []*v1.PlatformUser{alice, dave, olga, pat, bob, bea, carol} {
 		g.Expect(k8s.Create(ctx(), u)).To(Succeed())
 	}
 
@@ -219,7 +268,38 @@ func TestRBACRoleTable(t *testing.T) {
 	asCarol := impersonate(g, carol.Spec.Email)
 	asDave := impersonate(g, dave.Spec.Email)
 	asOlga := impersonate(g, olga.Spec.Email)
-	at := &attempts{t: t, g: g}
+	at := &attempts{t: t, g: g, webhooks: webhooks}
+	defer at.table()
+	noConciergeRights := func(email string) {
+		for _, a := range []access{{"create", v1.GroupVersion.Group, "vmrs", nsB, ""}, {"get", "", "secrets", nsB, ""},
+			{"list", v1.GroupVersion.Group, "platformusers", "", ""}} {
+			g.Consistently(func() bool { return allowed(g, email, a) }).WithTimeout(2*time.Second).WithPolling(500*time.Millisecond).
+				Should(BeFalse(), "%s must not be allowed to %s", email, a)
+		}
+	}
+	strays := []client.Object{}
+	t.Cleanup(func() {
+		for _, o := range strays {
+			_ = k8s.Delete(ctx(), o)
+		}
+	})
+	strayRoom := func(name string) client.Object {
+		g.Eventually(func(g Gomega) {
+			r := room("default", name)
+			g.Expect(k8s.Get(ctx(), client.ObjectKeyFromObject(r), r)).To(Succeed())
+			g.Expect(meta.FindStatusCondition(r.Status.Conditions, v1.StalledCondition)).To(HaveField("Reason", v1.ReasonNotInEntityNamespace))
+			g.Expect(r.Status.BackendRef).To(BeEmpty())
+		}).WithTimeout(60 * time.Second).Should(Succeed())
+		return room("default", name)
+	}
+
+	// The platform team puts a Concierge in a customer entity.
+	erin := withRole(newUser(nsA, "erin", false), v1.RoleConcierge)
+	at.admission("platform", "create a Concierge in entity A", k8s.Create(ctx(), erin),
+		"controller: ConciergeOutsidePlatform, no Concierge binding (checked by SubjectAccessReview)", "platform entity", "spec.role")
+	if !webhooks {
+		noConciergeRights(erin.Spec.Email)
+	}
 
 	// A concierge provisions permanent rooms for any entity (ManagePermanentVMRs)
 	// and sees every entity (ViewAllEntities, ViewAllStatistics).
@@ -246,8 +326,11 @@ func TestRBACRoleTable(t *testing.T) {
 	at.expect("concierge", "read a Secret outside the entity namespaces", deniedByRBAC,
 		asCarol.Get(ctx(), client.ObjectKeyFromObject(secret), &corev1.Secret{}))
 	at.expect("concierge", "list the Secrets of entity B", deniedByRBAC, asCarol.List(ctx(), &corev1.SecretList{}, client.InNamespace(nsB)))
-	at.expect("concierge", "create a VMR outside the entity namespaces", deniedByAdmission,
-		asCarol.Create(ctx(), room("default", "stray")), "belongs to no entity")
+	at.admission("concierge", "create a VMR outside the entity namespaces", asCarol.Create(ctx(), room("default", "stray-c")),
+		"controller: NotInEntityNamespace, never provisioned", "belongs to no entity")
+	if !webhooks {
+		strays = append(strays, strayRoom("stray-c"))
+	}
 	doomed := room(nsA, "doomed")
 	g.Expect(asCarol.Create(ctx(), doomed)).To(Succeed())
 	at.expect("concierge", "delete a VMR of entity A", accepted, asCarol.Delete(ctx(), doomed))
@@ -286,14 +369,38 @@ func TestRBACRoleTable(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: nsA, Name: "more"}, Spec: v1.LicensePoolSpec{Licenses: ptr.To[int32](50)}}))
 	at.expect("admin A", "write the status of a user of entity A", deniedByRBAC,
 		asAlice.Status().Patch(ctx(), frank.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(`{"status":{"licensePool":"more"}}`))))
-	at.expect("admin A", "create a Concierge in entity A", deniedByAdmission,
-		asAlice.Create(ctx(), withRole(newUser(nsA, "fake-concierge", false), v1.RoleConcierge)), "spec.role", "Concierge")
-	at.expect("admin A", "make a user of entity A a Concierge", deniedByAdmission,
-		patch(asAlice, frank, `{"spec":{"role":"Concierge"}}`), "spec.role")
+	fake := withRole(newUser(nsA, "fake-concierge", false), v1.RoleConcierge)
+	at.admission("admin A", "create a Concierge in entity A", asAlice.Create(ctx(), fake),
+		"controller: ConciergeOutsidePlatform, no Concierge binding", "spec.role", "Concierge", "platform entity")
+	at.admission("admin A", "make a user of entity A a Concierge", patch(asAlice, frank, `{"spec":{"role":"Concierge"}}`),
+		"controller: ConciergeOutsidePlatform, no Concierge binding", "spec.role", "platform entity")
+	at.admission("admin A", "make itself a Concierge", patch(asAlice, alice.DeepCopy(), `{"spec":{"role":"Concierge"}}`),
+		"controller: ConciergeOutsidePlatform, keeps an Administrator's rights in A only", "spec.role", "platform entity")
+	if !webhooks {
+		for _, email := range []string{fake.Spec.Email, frank.Spec.Email, alice.Spec.Email} {
+			noConciergeRights(email)
+		}
+		g.Expect(allowed(g, alice.Spec.Email, access{"create", v1.GroupVersion.Group, "platformusers", nsA, ""})).To(BeTrue())
+		g.Expect(patch(k8s, alice, `{"spec":{"role":"Administrator"}}`)).To(Succeed())
+		g.Expect(patch(k8s, frank, `{"spec":{"role":"User"}}`)).To(Succeed())
+	}
 	// The email is the RBAC subject: writing an address of one's own on a
 	// Concierge would make oneself Concierge.
-	at.expect("admin A", "take over a Concierge of entity A by its email", deniedByAdmission,
-		patch(asAlice, erin.DeepCopy(), `{"spec":{"email":"alice.concierge@`+nsA+`.example"}}`), "spec.email", "Concierge")
+	at.expect("admin A", "take over a Concierge by its email", deniedByRBAC,
+		patch(asAlice, carol.DeepCopy(), `{"spec":{"email":"alice.concierge@`+nsA+`.example"}}`))
+	// Within the platform entity, its own administrators are platform staff:
+	// only the webhook keeps them from granting the role.
+	asPat := impersonate(g, pat.Spec.Email)
+	eventuallyAllowed(g, pat.Spec.Email, access{"update", v1.GroupVersion.Group, "platformusers", nsS, ""}, true)
+	at.admission("admin P", "take over a Concierge of the platform by its email",
+		patch(asPat, carol.DeepCopy(), `{"spec":{"email":"pat.concierge@`+nsS+`.example"}}`),
+		"none: a platform-entity Administrator is platform staff; only the webhook (and an admission policy) refuses", "spec.email", "Concierge")
+	at.admission("admin P", "make itself a Concierge", patch(asPat, pat.DeepCopy(), `{"spec":{"role":"Concierge"}}`),
+		"none: a platform-entity Administrator is platform staff; only the webhook (and an admission policy) refuses", "spec.role", "Concierge")
+	if !webhooks {
+		g.Expect(patch(k8s, carol, `{"spec":{"email":"`+carol.Spec.Email+`"}}`)).To(Succeed())
+		g.Expect(patch(k8s, pat, `{"spec":{"role":"Administrator"}}`)).To(Succeed())
+	}
 	at.expect("admin A", "read the PIN Secret of a room of entity B", deniedByRBAC,
 		asAlice.Get(ctx(), client.ObjectKey{Namespace: nsB, Name: pinsB}, &corev1.Secret{}))
 	at.expect("admin A", "read the PIN Secret of a room of entity A", deniedByRBAC,
@@ -315,9 +422,10 @@ func TestRBACRoleTable(t *testing.T) {
 	}
 	g.Expect(k8s.Create(ctx(), wide)).To(Succeed())
 	eventuallyAllowed(g, alice.Spec.Email, access{"update", v1.GroupVersion.Group, "licensepools", nsA, ""}, true)
-	at.expect("admin A", "raise its licenses with a wider binding", deniedByAdmission,
-		patch(asAlice, pool(nsA), `{"spec":{"licenses":1000}}`), "ask the platform")
-	at.expect("admin A", "delete its LicensePool with a wider binding", deniedByAdmission, asAlice.Delete(ctx(), pool(nsA)), "ask the platform")
+	at.admission("admin A", "raise its licenses with a wider binding", patch(asAlice, pool(nsA), `{"spec":{"licenses":1000}}`),
+		"none: RBAC misconfigured by a platform admin; only the webhook refuses", "ask the platform")
+	at.admission("admin A", "delete its LicensePool with a wider binding", asAlice.Delete(ctx(), pool(nsA)),
+		"none: RBAC misconfigured by a platform admin; only the webhook refuses", "ask the platform")
 	g.Expect(k8s.Delete(ctx(), wide)).To(Succeed())
 
 	// Users and delegated organizers work in the conferencing portal: no
@@ -333,11 +441,26 @@ func TestRBACRoleTable(t *testing.T) {
 
 	// Platform administrators may do anything RBAC allows, but users, pools and
 	// rooms still live in entity namespaces only.
-	at.expect("platform", "create a PlatformUser outside the entity namespaces", deniedByAdmission,
-		k8s.Create(ctx(), newUser("default", "stray", false)), "belongs to no entity")
-	at.expect("platform", "create a LicensePool outside the entity namespaces", deniedByAdmission, k8s.Create(ctx(), &v1.LicensePool{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "stray"}, Spec: v1.LicensePoolSpec{Licenses: ptr.To[int32](1)}}), "belongs to no entity")
-	at.expect("platform", "create a VMR outside the entity namespaces", deniedByAdmission, k8s.Create(ctx(), room("default", "stray")), "belongs to no entity")
+	strayUser := withRole(newUser("default", "stray", true), v1.RoleAdministrator)
+	strayPool := &v1.LicensePool{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "stray"}, Spec: v1.LicensePoolSpec{Licenses: ptr.To[int32](1)}}
+	strayUser.Spec.LicensePool = strayPool.Name
+	at.admission("platform", "create a PlatformUser outside the entity namespaces", k8s.Create(ctx(), strayUser),
+		"controller: NotInEntityNamespace, no license, no binding", "belongs to no entity")
+	at.admission("platform", "create a LicensePool outside the entity namespaces", k8s.Create(ctx(), strayPool),
+		"controller: NotInEntityNamespace, licenses nobody", "belongs to no entity")
+	at.admission("platform", "create a VMR outside the entity namespaces", k8s.Create(ctx(), room("default", "stray-p")),
+		"controller: NotInEntityNamespace, never provisioned", "belongs to no entity")
+	if !webhooks {
+		strays = append(strays, strayUser, strayPool, strayRoom("stray-p"))
+		g.Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx(), client.ObjectKeyFromObject(strayUser), strayUser)).To(Succeed())
+			g.Expect(meta.FindStatusCondition(strayUser.Status.Conditions, v1.StalledCondition)).To(HaveField("Reason", v1.ReasonNotInEntityNamespace))
+			g.Expect(meta.IsStatusConditionTrue(strayUser.Status.Conditions, v1.LicensedCondition)).To(BeFalse())
+			g.Expect(k8s.Get(ctx(), client.ObjectKeyFromObject(strayPool), strayPool)).To(Succeed())
+			g.Expect(strayPool.Status.Used).To(BeZero())
+		}).WithTimeout(60 * time.Second).Should(Succeed())
+		g.Expect(allowed(g, strayUser.Spec.Email, access{"create", v1.GroupVersion.Group, "platformusers", "default", ""})).To(BeFalse())
+	}
 	at.expect("platform", "create a Concierge", accepted, k8s.Create(ctx(), withRole(newUser(nsS, "cora", false), v1.RoleConcierge)))
 
 	t.Logf("%d attempts: %d allowed, %d denied", at.allowed+at.denied, at.allowed, at.denied)
@@ -369,7 +492,7 @@ func bindingSubjects(g Gomega, obj client.Object) []string {
 func TestRBACBindingsFollowRoles(t *testing.T) {
 	g := NewWithT(t)
 	applyPlatformRoles(g)
-	ent, ns := newEntity(t, g)
+	ent, ns := platformEntityForTest(t, g) // its concierges count
 	_, other := newEntity(t, g)
 	newPool(g, ns, v1.DefaultLicensePool, 5, v1.EnforcementDeny)
 
@@ -477,6 +600,7 @@ func TestRBACUsernamePrefix(t *testing.T) {
 	withManager(t, nil, func(o *operator.Options) {
 		o.UsernamePrefix = prefix
 		o.PlatformAdminGroups = append(o.PlatformAdminGroups, platformGroup)
+		o.PlatformEntity = "prefixed"
 	})
 	applyPlatformRoles(g)
 	platformTeam := &rbacv1.ClusterRoleBinding{

@@ -391,3 +391,52 @@ func denyPoolBurst(t *testing.T, webhooks bool) {
 	}
 	g.Expect(lw.finish()).To(BeNumerically("<=", 10))
 }
+
+// TestUnprovisionableNamesAndBadEmailsRefused: an entity name that cannot
+// name a namespace, and an email with invisible characters or capitals, are
+// refused by the schema, so with or without the webhooks, naming the field;
+// an email not in NFC form is refused by the webhook.
+func TestUnprovisionableNamesAndBadEmailsRefused(t *testing.T) {
+	inBothModes(t, func(t *testing.T, webhooks bool) {
+		g := NewWithT(t)
+		_, ns := newEntity(t, g)
+		newPool(g, ns, v1.DefaultLicensePool, 5, v1.EnforcementQueue)
+		entity := func(name string) string {
+			return "apiVersion: tenancy.visio.dev/v1alpha1\nkind: Entity\nmetadata: {name: '" + name + "'}\nspec: {displayName: X, deletionProtection: false}\n"
+		}
+		user := func(email string) string {
+			return "apiVersion: tenancy.visio.dev/v1alpha1\nkind: PlatformUser\nmetadata: {name: bad-email, namespace: " + ns +
+				"}\nspec: {givenName: A, familyName: B, active: false, email: \"" + email + "\"}\n"
+		}
+		cases := []struct {
+			name, manifest string
+			want           []string
+		}{
+			{"entity name with a dot", entity("rennes.metropole"), []string{"metadata.name", "no '.'"}},
+			{"entity name too long for its namespace", entity(strings.Repeat("a", 57)), []string{"metadata.name", "56"}},
+			{"email with a zero-width space", user(`anne\u200b@rennes.example`), []string{"spec.email", "invisible"}},
+			{"email with a no-break space", user(`anne\u00a0@rennes.example`), []string{"spec.email", "spaces"}},
+			{"email with a right-to-left override", user(`anne@\u202erennes.example`), []string{"spec.email", "invisible"}},
+			{"email with a non-ASCII capital", user(`\u00c9lise@rennes.example`), []string{"spec.email", "lower case"}},
+		}
+		if webhooks {
+			cases = append(cases, struct {
+				name, manifest string
+				want           []string
+			}{"email not in NFC form", user(`he\u0301le\u0300ne@rennes.example`), []string{"spec.email", "NFC", "h\u00e9l\u00e8ne@rennes.example"}})
+		}
+		for _, c := range cases {
+			obj := fromYAML(g, c.manifest)
+			err := k8s.Create(ctx(), obj)
+			g.Expect(err).To(HaveOccurred(), "%s: the API server accepted:\n%s", c.name, c.manifest)
+			for _, w := range c.want {
+				g.Expect(err.Error()).To(ContainSubstring(w), c.name)
+			}
+			t.Logf("%-40s refused: %v", c.name, err)
+		}
+		// A dashed name of the right length is fine.
+		ok := fromYAML(g, entity(fmt.Sprintf("ok-%d-rennes-metropole", entitySeq.Add(1))))
+		g.Expect(k8s.Create(ctx(), ok)).To(Succeed())
+		g.Expect(k8s.Delete(ctx(), ok)).To(Succeed())
+	})
+}
