@@ -23,8 +23,11 @@ import (
 	"visio.dev/operator/internal/webhook"
 )
 
-// Options is the operator's configuration, set from flags.
+// Options is the operator's configuration, set from flags (BindFlags) and
+// checked once (Validate) before anything uses it.
 type Options struct {
+	// PlatformEntity names the Entity whose namespace holds the Concierges.
+	PlatformEntity string
 	// UsernamePrefix is prepended to a PlatformUser's email to form its RBAC
 	// subject; it matches the API server's --oidc-username-prefix.
 	UsernamePrefix string
@@ -37,8 +40,8 @@ type Options struct {
 
 	// Backend provisions the rooms.
 	Backend backend.Backend
-	// NumericIDMin and NumericIDMax bound generated room numbers.
-	NumericIDMin, NumericIDMax uint64
+	// NumericIDs bounds generated room numbers.
+	NumericIDs NumericIDRange
 	// JoinBaseURL and SIPDomain build the join URL and SIP URI of rooms.
 	JoinBaseURL, SIPDomain string
 	// DriftCheckInterval is how often a Ready room is compared with the backend.
@@ -68,6 +71,9 @@ func CacheOptions() cache.Options {
 
 // Setup registers the cache indexes, the controllers and the webhooks.
 func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
@@ -82,7 +88,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		&controller.LicensePoolReconciler{Client: mgr.GetClient(), Recorder: recorder("licensepool-controller"), Clock: o.Clock,
 			ReservationTTL: o.ReservationTTL, MaxConcurrentReconciles: o.MaxConcurrentReconciles},
 		&controller.VMRReconciler{Client: mgr.GetClient(), Recorder: recorder("vmr-controller"), Backend: o.Backend,
-			NumericIDMin: o.NumericIDMin, NumericIDMax: o.NumericIDMax, JoinBaseURL: o.JoinBaseURL, SIPDomain: o.SIPDomain,
+			NumericIDMin: o.NumericIDs.Min, NumericIDMax: o.NumericIDs.Max, JoinBaseURL: o.JoinBaseURL, SIPDomain: o.SIPDomain,
 			DriftCheckInterval: o.DriftCheckInterval, BackendTimeout: o.BackendTimeout, MaxConcurrentReconciles: o.MaxConcurrentReconciles},
 	}
 	for _, s := range setups {

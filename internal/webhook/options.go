@@ -30,7 +30,7 @@ type Options struct {
 	// including granting the Concierge role.
 	PlatformAdminGroups []string
 	// ReservationTTL is how long a license reserved at admission stays reserved
-	// for a user that does not appear.
+	// for a user that does not appear (operator.Options validated it).
 	ReservationTTL time.Duration
 	// Clock is the time source (tests replace it).
 	Clock clock.PassiveClock
@@ -40,9 +40,6 @@ type Options struct {
 func Setup(mgr ctrl.Manager, opts Options) error {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
-	}
-	if opts.ReservationTTL == 0 {
-		opts.ReservationTTL = 30 * time.Second
 	}
 	base := checker{Client: mgr.GetClient(), opts: opts}
 	users := &PlatformUserValidator{checker: base, reserver: newLicenseReserver(mgr.GetClient(), mgr.GetAPIReader(), opts)}

@@ -310,12 +310,12 @@ func startManager(counter *writeCounter, opts operator.Options) (stop func()) {
 
 func testOptions() operator.Options {
 	return operator.Options{
+		PlatformEntity:          platformEntity,
 		PlatformAdminGroups:     []string{"system:masters"},
 		ReservationTTL:          30 * time.Second,
 		MaxConcurrentReconciles: 4,
 		Backend:                 embedded.New(),
-		NumericIDMin:            100000,
-		NumericIDMax:            999999,
+		NumericIDs:              operator.NumericIDRange{Min: 100000, Max: 999999},
 		JoinBaseURL:             "https://visio.example/join/",
 		SIPDomain:               "visio.example",
 		DriftCheckInterval:      time.Minute,
