@@ -27,7 +27,9 @@ var conciergesKey = reconcile.Request{NamespacedName: types.NamespacedName{Name:
 // to the concierge ClusterRole, and to the room PINs of every entity namespace.
 type ConciergeReconciler struct {
 	client.Client
-	RBAC RBACOptions
+	// APIReader reads objects the cache does not hold.
+	APIReader client.Reader
+	RBAC      RBACOptions
 }
 
 // Reconcile recomputes the concierge bindings.
@@ -38,7 +40,7 @@ func (r *ConciergeReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ct
 	}
 	subs := subjects(r.RBAC, concierges.Items)
 	labels := map[string]string{v1.ManagedByLabel: v1.ManagedByValue}
-	if err := applyRBAC(ctx, r.Client, nil, &rbacv1.ClusterRoleBinding{
+	if err := applyRBAC(ctx, r.Client, r.APIReader, nil, &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: ConciergesBinding, Labels: labels},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ClusterRoleConcierge},
 		Subjects:   subs,
@@ -58,7 +60,7 @@ func (r *ConciergeReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ct
 		}
 		entity := &v1.Entity{ObjectMeta: metav1.ObjectMeta{Name: owner.Name, UID: owner.UID}}
 		entity.SetGroupVersionKind(v1.GroupVersion.WithKind("Entity"))
-		if err := applyRBAC(ctx, r.Client, entity, &rbacv1.RoleBinding{
+		if err := applyRBAC(ctx, r.Client, r.APIReader, entity, &rbacv1.RoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Name: ConciergePINsBinding, Namespace: ns.Name,
 				Labels: map[string]string{v1.ManagedByLabel: v1.ManagedByValue, v1.EntityLabel: owner.Name}},
 			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ClusterRoleConciergePINs},

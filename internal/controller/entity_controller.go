@@ -24,8 +24,11 @@ import (
 // EntityReconciler keeps an Entity's namespace, its RBAC and its usage rollup.
 type EntityReconciler struct {
 	client.Client
-	Recorder events.EventRecorder
-	RBAC     RBACOptions
+	// APIReader reads objects the cache does not hold: the cache keeps only
+	// entity namespaces and the RBAC objects the operator manages.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	RBAC      RBACOptions
 }
 
 // +kubebuilder:rbac:groups=tenancy.visio.dev,resources=entities,verbs=get;list;watch;update;patch
@@ -95,6 +98,11 @@ func (r *EntityReconciler) ensureNamespace(ctx context.Context, e *v1.Entity) (*
 	e.Status.Namespace = name
 	ns := &corev1.Namespace{}
 	err := r.Get(ctx, client.ObjectKey{Name: name}, ns)
+	if apierrors.IsNotFound(err) {
+		// The cache holds entity namespaces only; one of that name that is
+		// not (a squatter) is found on the API server.
+		err = r.APIReader.Get(ctx, client.ObjectKey{Name: name}, ns)
+	}
 	switch {
 	case apierrors.IsNotFound(err):
 		ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
@@ -148,6 +156,9 @@ func (r *EntityReconciler) reconcileDelete(ctx context.Context, e *v1.Entity) (c
 		// Never ours: nothing to clean up.
 	default:
 		if ns.DeletionTimestamp.IsZero() {
+			if err := r.approveNamespaceDeletion(ctx, e, ns); err != nil {
+				return ctrl.Result{}, client.IgnoreNotFound(err)
+			}
 			if err := r.Delete(ctx, ns, client.PropagationPolicy(metav1.DeletePropagationForeground)); client.IgnoreNotFound(err) != nil {
 				return ctrl.Result{}, fmt.Errorf("cannot delete namespace %q: %w", ns.Name, err)
 			}

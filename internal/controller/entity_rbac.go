@@ -90,7 +90,7 @@ func (r *EntityReconciler) ensureRBAC(ctx context.Context, e *v1.Entity, ns *cor
 		},
 	}
 	for _, o := range objs {
-		if err := applyRBAC(ctx, r.Client, e, o); err != nil {
+		if err := applyRBAC(ctx, r.Client, r.APIReader, e, o); err != nil {
 			return err
 		}
 	}
@@ -119,7 +119,10 @@ func entityReaderName(e *v1.Entity) string { return "visio-entity-" + e.Name + "
 
 // applyRBAC creates desired, controlled by owner when there is one, or updates the existing one when its
 // subjects or rules differ. Objects the operator did not create are left alone.
-func applyRBAC(ctx context.Context, c client.Client, owner client.Object, desired client.Object) error {
+// The cache holds only the RBAC objects the operator manages (CacheOptions), so
+// an object of the same name that it does not manage is read from the API
+// server (live) when the create finds it.
+func applyRBAC(ctx context.Context, c client.Client, live client.Reader, owner client.Object, desired client.Object) error {
 	if owner != nil {
 		if err := controllerutil.SetControllerReference(owner, desired, c.Scheme()); err != nil {
 			return err
@@ -128,10 +131,16 @@ func applyRBAC(ctx context.Context, c client.Client, owner client.Object, desire
 	existing := desired.DeepCopyObject().(client.Object)
 	err := c.Get(ctx, client.ObjectKeyFromObject(desired), existing)
 	if apierrors.IsNotFound(err) {
-		if err := c.Create(ctx, desired); err != nil && !apierrors.IsAlreadyExists(err) {
+		err = c.Create(ctx, desired)
+		if err == nil {
+			return nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("cannot create %T %s: %w", desired, desired.GetName(), err)
 		}
-		return nil
+		// Not in the cache: not the operator's, or created so recently that
+		// the cache has not seen it yet.
+		err = live.Get(ctx, client.ObjectKeyFromObject(desired), existing)
 	}
 	if err != nil {
 		return fmt.Errorf("cannot read %T %s: %w", desired, desired.GetName(), err)

@@ -80,7 +80,10 @@ const (
 // +kubebuilder:rbac:groups=tenancy.visio.dev,resources=vmrs/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=tenancy.visio.dev,resources=vmrs/finalizers,verbs=update
 // +kubebuilder:rbac:groups=tenancy.visio.dev,resources=platformusers,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+// The generated PIN Secrets are created, then only read (the garbage collector
+// deletes them with their room); list and watch feed the cache, which holds
+// only the Secrets the operator created.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one VMR and its backend room towards the spec.

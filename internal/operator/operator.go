@@ -9,7 +9,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -56,16 +58,26 @@ type Options struct {
 	Clock clock.PassiveClock
 }
 
-// CacheOptions limits what the manager caches. Secrets hold PINs and every
-// other credential of the cluster: the cache keeps only the Secrets the
-// operator creates (the generated PIN Secrets), and Secrets named by a room's
-// spec.pinSecretRef are read from the API server when needed. This bounds
-// memory on large clusters and keeps other teams' credentials out of the
-// operator's process.
+// CacheOptions limits what the manager caches to the objects the operator
+// manages: entity namespaces (labelled with their entity), and the Secrets,
+// RoleBindings, ClusterRoles and ClusterRoleBindings it creates (labelled
+// managed-by). Secrets hold PINs and every other credential of the cluster;
+// the rest would grow with every namespace and role of a large cluster. What a
+// controller needs beyond that (a Secret named by a room's spec.pinSecretRef, a
+// namespace or binding of the same name as one the operator wants to create)
+// is read from the API server when needed.
 func CacheOptions() cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{v1.ManagedByLabel: v1.ManagedByValue})
+	entityNamespaces, err := labels.NewRequirement(v1.EntityLabel, selection.Exists, nil)
+	if err != nil {
+		panic(err) // a constant key: cannot fail
+	}
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Secret{}: {Label: managed},
+		&corev1.Secret{}:             {Label: managed},
+		&corev1.Namespace{}:          {Label: labels.NewSelector().Add(*entityNamespaces)},
+		&rbacv1.RoleBinding{}:        {Label: managed},
+		&rbacv1.ClusterRole{}:        {Label: managed},
+		&rbacv1.ClusterRoleBinding{}: {Label: managed},
 	}}
 }
 
@@ -83,8 +95,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	rbac := controller.RBACOptions{UsernamePrefix: o.UsernamePrefix}
 	recorder := func(name string) controller.EventRecorder { return mgr.GetEventRecorder(name) }
 	setups := []interface{ SetupWithManager(ctrl.Manager) error }{
-		&controller.EntityReconciler{Client: mgr.GetClient(), Recorder: recorder("entity-controller"), RBAC: rbac},
-		&controller.ConciergeReconciler{Client: mgr.GetClient(), RBAC: rbac},
+		&controller.EntityReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder("entity-controller"), RBAC: rbac},
+		&controller.ConciergeReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), RBAC: rbac},
 		&controller.LicensePoolReconciler{Client: mgr.GetClient(), Recorder: recorder("licensepool-controller"), Clock: o.Clock,
 			ReservationTTL: o.ReservationTTL, MaxConcurrentReconciles: o.MaxConcurrentReconciles},
 		&controller.VMRReconciler{Client: mgr.GetClient(), Recorder: recorder("vmr-controller"), Backend: o.Backend,
@@ -105,8 +117,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	})
 }
 
-// The manager's own needs beyond its controllers: leader election, metrics
-// authentication and authorisation.
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// The manager's own needs beyond its controllers: metrics authentication and
+// authorisation. Leader election needs leases in the manager's own namespace
+// only: config/rbac/leader_election_role.yaml, a Role there, not this
+// ClusterRole.
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create

@@ -116,7 +116,7 @@ func verdictOf(err error) verdict {
 	switch {
 	case err == nil:
 		return accepted
-	case strings.Contains(err.Error(), "admission webhook"):
+	case strings.Contains(err.Error(), "admission webhook"), isPolicyDenial(err):
 		return deniedByAdmission
 	case apierrors.IsForbidden(err):
 		return deniedByRBAC
@@ -191,8 +191,8 @@ func TestRBACRoleTable(t *testing.T) {
 
 	entA, nsA := newEntity(t, g)
 	entB, nsB := newEntity(t, g)
-	_, nsS := newEntity(t, g) // the support organisation the concierges belong to
-	for _, ns := range []string{nsA, nsB, nsS} {
+	nsS := platformNamespace(t, g) // the platform's support staff, the concierges, belong to it
+	for _, ns := range []string{nsA, nsB} {
 		newPool(g, ns, v1.DefaultLicensePool, 10, v1.EnforcementDeny)
 	}
 
@@ -200,11 +200,10 @@ func TestRBACRoleTable(t *testing.T) {
 	alice := withRole(newUser(nsA, "alice", true), v1.RoleAdministrator)
 	dave := newUser(nsA, "dave", true)
 	olga := withRole(newUser(nsA, "olga", true), v1.RoleDelegatedOrganizer)
-	erin := withRole(newUser(nsA, "erin", false), v1.RoleConcierge) // a concierge listed in entity A
 	bob := withRole(newUser(nsB, "bob", true), v1.RoleAdministrator)
 	bea := newUser(nsB, "bea", true)
-	carol := withRole(newUser(nsS, "carol", false), v1.RoleConcierge)
-	for _, u := range []*v1.PlatformUser{alice, dave, olga, erin, bob, bea, carol} {
+	carol := withRole(newUser(nsS, uniqueName("carol"), false), v1.RoleConcierge)
+	for _, u := range []*v1.PlatformUser{alice, dave, olga, bob, bea, carol} {
 		g.Expect(k8s.Create(ctx(), u)).To(Succeed())
 	}
 
@@ -235,7 +234,7 @@ func TestRBACRoleTable(t *testing.T) {
 	at.expect("concierge", "list LicensePools of all entities", accepted, asCarol.List(ctx(), &v1.LicensePoolList{}))
 	at.expect("concierge", "list events of all namespaces", accepted, asCarol.List(ctx(), &corev1.EventList{}))
 	at.expect("concierge", "create a Concierge in the support entity", accepted,
-		asCarol.Create(ctx(), withRole(newUser(nsS, "carl", false), v1.RoleConcierge)))
+		asCarol.Create(ctx(), withRole(newUser(nsS, uniqueName("carl"), false), v1.RoleConcierge)))
 	at.expect("concierge", "read the license pool of entity B", accepted, asCarol.Get(ctx(), client.ObjectKeyFromObject(pool(nsB)), pool(nsB)))
 	at.expect("concierge", "raise the licenses of entity B", deniedByRBAC, patch(asCarol, pool(nsB), `{"spec":{"licenses":100}}`))
 	at.expect("concierge", "create an Entity", deniedByRBAC, asCarol.Create(ctx(), &v1.Entity{
@@ -291,9 +290,10 @@ func TestRBACRoleTable(t *testing.T) {
 	at.expect("admin A", "make a user of entity A a Concierge", deniedByAdmission,
 		patch(asAlice, frank, `{"spec":{"role":"Concierge"}}`), "spec.role")
 	// The email is the RBAC subject: writing an address of one's own on a
-	// Concierge would make oneself Concierge.
-	at.expect("admin A", "take over a Concierge of entity A by its email", deniedByAdmission,
-		patch(asAlice, erin.DeepCopy(), `{"spec":{"email":"alice.concierge@`+nsA+`.example"}}`), "spec.email", "Concierge")
+	// Concierge would make oneself Concierge. Concierges live in the platform
+	// entity, out of an entity administrator's reach.
+	at.expect("admin A", "take over a Concierge by its email", deniedByRBAC,
+		patch(asAlice, carol.DeepCopy(), `{"spec":{"email":"alice.concierge@`+nsA+`.example"}}`))
 	at.expect("admin A", "read the PIN Secret of a room of entity B", deniedByRBAC,
 		asAlice.Get(ctx(), client.ObjectKey{Namespace: nsB, Name: pinsB}, &corev1.Secret{}))
 	at.expect("admin A", "read the PIN Secret of a room of entity A", deniedByRBAC,
@@ -338,7 +338,7 @@ func TestRBACRoleTable(t *testing.T) {
 	at.expect("platform", "create a LicensePool outside the entity namespaces", deniedByAdmission, k8s.Create(ctx(), &v1.LicensePool{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "stray"}, Spec: v1.LicensePoolSpec{Licenses: ptr.To[int32](1)}}), "belongs to no entity")
 	at.expect("platform", "create a VMR outside the entity namespaces", deniedByAdmission, k8s.Create(ctx(), room("default", "stray")), "belongs to no entity")
-	at.expect("platform", "create a Concierge", accepted, k8s.Create(ctx(), withRole(newUser(nsS, "cora", false), v1.RoleConcierge)))
+	at.expect("platform", "create a Concierge", accepted, k8s.Create(ctx(), withRole(newUser(nsS, uniqueName("cora"), false), v1.RoleConcierge)))
 
 	t.Logf("%d attempts: %d allowed, %d denied", at.allowed+at.denied, at.allowed, at.denied)
 	g.Expect(at.allowed + at.denied).To(BeNumerically(">=", 25))
@@ -434,7 +434,8 @@ func TestRBACBindingsFollowRoles(t *testing.T) {
 	concierges := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: controller.ConciergesBinding}}
 	roomsEverywhere := access{"create", v1.GroupVersion.Group, "vmrs", other, ""}
 	pins := access{"get", "", "secrets", other, ""}
-	carol := withRole(newUser(ns, "carol", false), v1.RoleConcierge)
+	nsP := platformNamespace(t, g)
+	carol := withRole(newUser(nsP, uniqueName("carol"), false), v1.RoleConcierge)
 	g.Expect(k8s.Create(ctx(), carol)).To(Succeed())
 	eventuallyAllowed(g, carol.Spec.Email, roomsEverywhere, true)
 	eventuallyAllowed(g, carol.Spec.Email, pins, true)
@@ -456,14 +457,14 @@ func TestRBACBindingsFollowRoles(t *testing.T) {
 	g.Expect(patch(k8s, carol, `{"spec":{"role":"Administrator"}}`)).To(Succeed())
 	eventuallyAllowed(g, carol.Spec.Email, roomsEverywhere, false)
 	eventuallyAllowed(g, carol.Spec.Email, pins, false)
-	eventuallyAllowed(g, carol.Spec.Email, manageUsers, true)
+	eventuallyAllowed(g, carol.Spec.Email, access{"create", v1.GroupVersion.Group, "platformusers", nsP, ""}, true)
 
 	// A deleted concierge loses everything.
 	g.Expect(patch(k8s, carol, `{"spec":{"role":"Concierge"}}`)).To(Succeed())
 	eventuallyAllowed(g, carol.Spec.Email, roomsEverywhere, true)
 	g.Expect(k8s.Delete(ctx(), carol)).To(Succeed())
 	eventuallyAllowed(g, carol.Spec.Email, roomsEverywhere, false)
-	eventuallyAllowed(g, carol.Spec.Email, manageUsers, false)
+	eventuallyAllowed(g, carol.Spec.Email, access{"create", v1.GroupVersion.Group, "platformusers", nsP, ""}, false)
 	g.Expect(bindingSubjects(g, concierges)).NotTo(ContainElement(carol.Spec.Email))
 }
 
@@ -501,7 +502,8 @@ func TestRBACUsernamePrefix(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.DefaultLicensePool}, Spec: v1.LicensePoolSpec{Licenses: ptr.To[int32](5)}}))
 	alice := withRole(newUser(ns, "alice", true), v1.RoleAdministrator)
 	at.expect("platform", "create an Administrator", accepted, asPat.Create(ctx(), alice))
-	carol := withRole(newUser(ns, "carol", false), v1.RoleConcierge)
+	nsP := platformNamespace(t, g)
+	carol := withRole(newUser(nsP, uniqueName("carol"), false), v1.RoleConcierge)
 	at.expect("platform", "create a Concierge (platform admin group)", accepted, asPat.Create(ctx(), carol))
 
 	// The subjects carry the prefix; the bare address is nobody.
@@ -515,10 +517,12 @@ func TestRBACUsernamePrefix(t *testing.T) {
 	asAlice := impersonate(g, prefix+alice.Spec.Email)
 	at.expect("admin", "create a User", accepted, asAlice.Create(ctx(), newUser(ns, "dave", false)))
 	at.expect("admin", "create a Concierge", deniedByAdmission, asAlice.Create(ctx(), withRole(newUser(ns, "eve", false), v1.RoleConcierge)), "spec.role")
+	at.expect("admin", "create a Concierge in the platform entity", deniedByRBAC,
+		asAlice.Create(ctx(), withRole(newUser(nsP, uniqueName("eve"), false), v1.RoleConcierge)))
 	at.expect("admin", "raise its licenses", deniedByRBAC, patch(asAlice, pool(ns), `{"spec":{"licenses":50}}`))
 	at.expect("bare", "create a User without the prefix", deniedByRBAC, impersonate(g, alice.Spec.Email).Create(ctx(), newUser(ns, "bare", false)))
 	asCarol := impersonate(g, prefix+carol.Spec.Email)
-	at.expect("concierge", "create a Concierge", accepted, asCarol.Create(ctx(), withRole(newUser(ns, "cora", false), v1.RoleConcierge)))
+	at.expect("concierge", "create a Concierge", accepted, asCarol.Create(ctx(), withRole(newUser(nsP, uniqueName("cora"), false), v1.RoleConcierge)))
 	at.expect("concierge", "create a VMR", accepted, asCarol.Create(ctx(), room(ns, "help-desk")))
 	at.expect("platform", "raise the licenses", accepted, patch(asPat, pool(ns), `{"spec":{"licenses":50}}`))
 	t.Logf("%d attempts: %d allowed, %d denied", at.allowed+at.denied, at.allowed, at.denied)
