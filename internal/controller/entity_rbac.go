@@ -25,15 +25,15 @@ const (
 	ClusterRoleEntityAdministrator = "visio-entity-administrator"
 	// ClusterRoleConcierge: full on VMRs everywhere, read on everything else.
 	ClusterRoleConcierge = "visio-concierge"
-	// ClusterRoleConciergePINs: the PIN Secrets of rooms, bound to concierges in
-	// entity namespaces only.
-	ClusterRoleConciergePINs = "visio-concierge-pins"
 
 	// entityAdminsBinding is the RoleBinding, in each entity namespace, of the
 	// entity's Administrators.
 	entityAdminsBinding = "visio-entity-administrators"
+	// ConciergePINsRole is the Role, in each entity namespace, that reads the
+	// PIN Secrets of its rooms, by name.
+	ConciergePINsRole = "visio-concierge-pins"
 	// ConciergePINsBinding is the RoleBinding, in each entity namespace, of all
-	// Concierges to the PIN Secrets.
+	// Concierges to ConciergePINsRole.
 	ConciergePINsBinding = "visio-concierge-pins"
 	// ConciergesBinding is the one ClusterRoleBinding of all Concierges.
 	ConciergesBinding = "visio-concierges"
@@ -51,9 +51,9 @@ func (o RBACOptions) Subject(email string) rbacv1.Subject {
 	return rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: o.UsernamePrefix + email}
 }
 
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles;clusterrolebindings,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=visio-entity-administrator;visio-concierge;visio-concierge-pins
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=visio-entity-administrator;visio-concierge
 
 // ensureRBAC binds the entity's Administrators (active or not: seed 000 lets an
 // inactive administrator keep administering) in its namespace and lets them
@@ -152,8 +152,21 @@ func applyRBAC(ctx context.Context, c client.Client, live client.Reader, owner c
 	switch d := desired.(type) {
 	case *rbacv1.RoleBinding:
 		x := existing.(*rbacv1.RoleBinding)
+		if x.RoleRef != d.RoleRef {
+			// The role of a binding cannot change: replace it (bindings of
+			// earlier versions pointed elsewhere).
+			if err := c.Delete(ctx, x, client.Preconditions{UID: &x.UID}); client.IgnoreNotFound(err) != nil {
+				return fmt.Errorf("cannot replace RoleBinding %s: %w", x.Name, err)
+			}
+			return fmt.Errorf("RoleBinding %s pointed at %s %s: replaced", x.Name, x.RoleRef.Kind, x.RoleRef.Name)
+		}
 		if !equality.Semantic.DeepEqual(x.Subjects, d.Subjects) {
 			x.Subjects, changed = d.Subjects, true
+		}
+	case *rbacv1.Role:
+		x := existing.(*rbacv1.Role)
+		if !equality.Semantic.DeepEqual(x.Rules, d.Rules) {
+			x.Rules, changed = d.Rules, true
 		}
 	case *rbacv1.ClusterRoleBinding:
 		x := existing.(*rbacv1.ClusterRoleBinding)

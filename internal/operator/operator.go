@@ -60,12 +60,12 @@ type Options struct {
 
 // CacheOptions limits what the manager caches to the objects the operator
 // manages: entity namespaces (labelled with their entity), and the Secrets,
-// RoleBindings, ClusterRoles and ClusterRoleBindings it creates (labelled
-// managed-by). Secrets hold PINs and every other credential of the cluster;
-// the rest would grow with every namespace and role of a large cluster. What a
-// controller needs beyond that (a Secret named by a room's spec.pinSecretRef, a
-// namespace or binding of the same name as one the operator wants to create)
-// is read from the API server when needed.
+// Roles, RoleBindings, ClusterRoles and ClusterRoleBindings it creates
+// (labelled managed-by). Secrets hold PINs and every other credential of the
+// cluster; the rest would grow with every namespace and role of a large
+// cluster. What a controller needs beyond that (a Secret named by a room's
+// spec.pinSecretRef, a namespace or binding of the same name as one the
+// operator wants to create) is read from the API server when needed.
 func CacheOptions() cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{v1.ManagedByLabel: v1.ManagedByValue})
 	entityNamespaces, err := labels.NewRequirement(v1.EntityLabel, selection.Exists, nil)

@@ -61,7 +61,6 @@ func applyPlatformRoles(g Gomega) {
 	// The roles the operator binds, and those the platform team binds.
 	g.Expect(names).To(HaveKey(controller.ClusterRoleEntityAdministrator))
 	g.Expect(names).To(HaveKey(controller.ClusterRoleConcierge))
-	g.Expect(names).To(HaveKey(controller.ClusterRoleConciergePINs))
 	g.Expect(names).To(HaveKey("visio-platform-admin"))
 	g.Expect(names).To(HaveKey("visio-viewer"))
 }
@@ -212,7 +211,6 @@ func TestRBACRoleTable(t *testing.T) {
 	eventuallyAllowed(g, alice.Spec.Email, access{"get", v1.GroupVersion.Group, "entities", "", entA.Name}, true)
 	eventuallyAllowed(g, bob.Spec.Email, access{"create", v1.GroupVersion.Group, "platformusers", nsB, ""}, true)
 	eventuallyAllowed(g, carol.Spec.Email, access{"create", v1.GroupVersion.Group, "vmrs", nsB, ""}, true)
-	eventuallyAllowed(g, carol.Spec.Email, access{"get", "", "secrets", nsB, ""}, true)
 
 	asAlice := impersonate(g, alice.Spec.Email)
 	asCarol := impersonate(g, carol.Spec.Email)
@@ -226,6 +224,11 @@ func TestRBACRoleTable(t *testing.T) {
 	at.expect("concierge", "create a VMR in entity A", accepted, asCarol.Create(ctx(), roomA))
 	at.expect("concierge", "create a VMR in entity B", accepted, asCarol.Create(ctx(), roomB))
 	pinsA, pinsB := waitRoomPINs(g, roomA), waitRoomPINs(g, roomB)
+	eventuallyAllowed(g, carol.Spec.Email, access{"get", "", "secrets", nsB, pinsB}, true)
+	notPIN := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: nsB, Name: "not-a-pin"}, StringData: map[string]string{"token": "x"}}
+	g.Expect(k8s.Create(ctx(), notPIN)).To(Succeed())
+	at.expect("concierge", "read a Secret of entity B that holds no PINs", deniedByRBAC,
+		asCarol.Get(ctx(), client.ObjectKeyFromObject(notPIN), &corev1.Secret{}))
 	at.expect("concierge", "edit a VMR of entity B", accepted, patch(asCarol, roomB, `{"spec":{"description":"Monthly board meeting"}}`))
 	at.expect("concierge", "read the PIN Secret of a room of entity B", accepted,
 		asCarol.Get(ctx(), client.ObjectKey{Namespace: nsB, Name: pinsB}, &corev1.Secret{}))
@@ -433,13 +436,17 @@ func TestRBACBindingsFollowRoles(t *testing.T) {
 	// every entity namespace (and there only).
 	concierges := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: controller.ConciergesBinding}}
 	roomsEverywhere := access{"create", v1.GroupVersion.Group, "vmrs", other, ""}
-	pins := access{"get", "", "secrets", other, ""}
+	otherRoom := room(other, "lobby")
+	g.Expect(k8s.Create(ctx(), otherRoom)).To(Succeed())
+	pins := access{"get", "", "secrets", other, waitRoomPINs(g, otherRoom)}
 	nsP := platformNamespace(t, g)
 	carol := withRole(newUser(nsP, uniqueName("carol"), false), v1.RoleConcierge)
 	g.Expect(k8s.Create(ctx(), carol)).To(Succeed())
 	eventuallyAllowed(g, carol.Spec.Email, roomsEverywhere, true)
 	eventuallyAllowed(g, carol.Spec.Email, pins, true)
 	g.Expect(allowed(g, carol.Spec.Email, access{"get", "", "secrets", "default", ""})).To(BeFalse())
+	g.Expect(allowed(g, carol.Spec.Email, access{"get", "", "secrets", other, "not-a-pin"})).To(BeFalse())
+	g.Expect(allowed(g, carol.Spec.Email, access{"list", "", "secrets", other, ""})).To(BeFalse())
 	g.Expect(bindingSubjects(g, concierges)).To(ContainElement(carol.Spec.Email))
 	g.Expect(concierges.RoleRef.Name).To(Equal(controller.ClusterRoleConcierge))
 
@@ -448,7 +455,7 @@ func TestRBACBindingsFollowRoles(t *testing.T) {
 		ShouldNot(ContainElement("mallory@example.org"))
 	pinsBinding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: other, Name: controller.ConciergePINsBinding}}
 	g.Expect(bindingSubjects(g, pinsBinding)).To(ContainElement(carol.Spec.Email))
-	g.Expect(pinsBinding.RoleRef.Name).To(Equal(controller.ClusterRoleConciergePINs))
+	g.Expect(pinsBinding.RoleRef).To(Equal(rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: controller.ConciergePINsRole}))
 	g.Expect(patch(k8s, pinsBinding, mallory)).To(Succeed())
 	g.Eventually(func() []string { return bindingSubjects(g, pinsBinding) }).WithTimeout(60 * time.Second).
 		Should(SatisfyAll(ContainElement(carol.Spec.Email), Not(ContainElement("mallory@example.org"))))
