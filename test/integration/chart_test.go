@@ -40,8 +40,8 @@ func TestChartRendersAndApplies(t *testing.T) {
 	g.Expect(kinds).To(HaveKeyWithValue("CustomResourceDefinition", 4))
 	g.Expect(kinds).To(HaveKeyWithValue("Deployment", 1))
 	g.Expect(kinds).To(HaveKey("ClusterRole"))
-	g.Expect(kinds).To(HaveKeyWithValue("ValidatingAdmissionPolicy", 4))
-	g.Expect(kinds).To(HaveKeyWithValue("ValidatingAdmissionPolicyBinding", 4))
+	g.Expect(kinds).To(HaveKeyWithValue("ValidatingAdmissionPolicy", 5))
+	g.Expect(kinds).To(HaveKeyWithValue("ValidatingAdmissionPolicyBinding", 5))
 	g.Expect(kinds).To(HaveKeyWithValue("Role", 1), "leader election, in the release namespace")
 
 	// The policies name the release's service account and the platform entity

@@ -49,6 +49,10 @@ func TestEntityNamespaceGoesOnlyWithItsEntity(t *testing.T) {
 	g.Expect(isPolicyDenial(err)).To(BeTrue(), "%v", err)
 	g.Expect(err.Error()).To(ContainSubstring("entity namespaces only"))
 	g.Expect(k8s.Delete(ctx(), plain)).To(Succeed(), "other namespaces are not the policy's business")
+	// Nor does it write Secrets anywhere else.
+	err = asOperator.Create(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: uniqueName("stray")}})
+	g.Expect(isPolicyDenial(err)).To(BeTrue(), "%v", err)
+	g.Expect(err.Error()).To(ContainSubstring("Secrets in entity namespaces only"))
 
 	// The Entity's own deletion removes its namespace.
 	g.Expect(k8s.Delete(ctx(), e)).To(Succeed())
