@@ -44,13 +44,17 @@ test: $(HELM) ## Run all tests against a real kube-apiserver, etcd and kube-cont
 ##@ Development
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook configuration; copy the CRDs into the chart.
+manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook configuration; copy them and the admission policies into the chart.
 	$(CONTROLLER_GEN) rbac:roleName=visio-operator-manager crd webhook paths="./..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
 	mkdir -p charts/visio-operator/templates/crds
 	cp config/crd/bases/*.yaml charts/visio-operator/templates/crds/
 	cp config/rbac/roles.yaml charts/visio-operator/templates/platform-roles.yaml
 	cp config/rbac/role.yaml charts/visio-operator/templates/manager-role.yaml
+	sed -e 's/namespace: visio-system/namespace: {{ .Release.Namespace }}/' \
+		config/rbac/leader_election_role.yaml > charts/visio-operator/templates/leader-election-role.yaml
+	sed -e "s/\"'platform'\"/{{ .Values.platformEntity | squote | quote }}/" -e 's/:visio-system:/:{{ .Release.Namespace }}:/' \
+		config/policies/admission-policies.yaml > charts/visio-operator/templates/admission-policies.yaml
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate the DeepCopy methods of the API types.

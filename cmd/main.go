@@ -7,9 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
-	"time"
 	_ "time/tzdata" // time zones are checked at admission, whatever the image ships
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -23,9 +20,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	v1 "visio.dev/operator/api/v1alpha1"
-	"visio.dev/operator/internal/backend"
-	"visio.dev/operator/internal/backend/embedded"
-	"visio.dev/operator/internal/backend/pexip"
 	"visio.dev/operator/internal/operator"
 )
 
@@ -42,9 +36,8 @@ func run() error {
 		metricsSecure, leaderElect, enableHTTP2          bool
 		enableWebhooks                                   bool
 		webhookPort                                      int
-		adminGroups                                      string
-		vmrBackend, pexipURL, pexipCredsDir, idRange     string
 		o                                                operator.Options
+		backendOpts                                      operator.BackendOptions
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address of the metrics endpoint (\"0\" disables it).")
 	flag.BoolVar(&metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS, to authenticated and authorised clients only.")
@@ -55,31 +48,20 @@ func run() error {
 	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory holding tls.crt and tls.key for the webhook server.")
 	flag.BoolVar(&enableWebhooks, "enable-webhooks", true, "Serve the admission webhooks (they need a serving certificate in --webhook-cert-dir).")
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Serve HTTP/2 on the metrics and webhook servers (off: CVE-2023-44487 and CVE-2023-39325).")
-	flag.StringVar(&o.UsernamePrefix, "rbac-username-prefix", "", "Prefix of PlatformUser emails in RBAC subjects; match the API server's --oidc-username-prefix.")
-	flag.StringVar(&adminGroups, "platform-admin-groups", "system:masters", "Comma-separated groups whose members are platform administrators (may grant the Concierge role).")
-	flag.StringVar(&o.PlatformEntity, "platform-entity", "platform", "The Entity whose namespace holds the Concierges; the Concierge role is valid there only.")
-	flag.DurationVar(&o.ReservationTTL, "license-reservation-ttl", 30*time.Second, "How long a license reserved at admission waits for its user to appear.")
-	flag.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "Objects of one kind reconciled in parallel.")
-	flag.StringVar(&vmrBackend, "vmr-backend", "embedded", "Room backend: embedded (the operator is the registry) or pexip.")
-	flag.StringVar(&pexipURL, "pexip-url", "", "Base URL of the Pexip Infinity management node (with --vmr-backend=pexip).")
-	flag.StringVar(&pexipCredsDir, "pexip-credentials-dir", "", "Directory with files username and password for the Pexip API (a mounted Secret).")
-	flag.StringVar(&idRange, "numeric-id-range", "100000-999999", "Range of generated room numbers, MIN-MAX (4 to 12 digits).")
-	flag.StringVar(&o.JoinBaseURL, "join-base-url", "https://visio.example/join/", "Base of the rooms' join URL; the room number is appended.")
-	flag.StringVar(&o.SIPDomain, "sip-domain", "visio.example", "SIP domain of the rooms' SIP URI.")
-	flag.DurationVar(&o.DriftCheckInterval, "drift-check-interval", 10*time.Minute, "How often a Ready room is compared with the backend (0 disables).")
-	flag.DurationVar(&o.BackendTimeout, "backend-timeout", 15*time.Second, "Time limit of one backend call.")
+	o.BindFlags(flag.CommandLine)
+	backendOpts.BindFlags(flag.CommandLine)
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	setupLog := ctrl.Log.WithName("setup")
 
-	o.PlatformAdminGroups = splitList(adminGroups)
 	var err error
-	if o.NumericIDMin, o.NumericIDMax, err = parseRange(idRange); err != nil {
-		return fmt.Errorf("--numeric-id-range: %w", err)
+	if o.Backend, err = backendOpts.New(o.BackendTimeout); err != nil {
+		return err
 	}
-	if o.Backend, err = newBackend(vmrBackend, pexipURL, pexipCredsDir, o.BackendTimeout); err != nil {
+	o.DisableWebhooks = !enableWebhooks
+	if err := o.Validate(); err != nil {
 		return err
 	}
 
@@ -109,7 +91,6 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("cannot create manager: %w", err)
 	}
-	o.DisableWebhooks = !enableWebhooks
 	ctx := ctrl.SetupSignalHandler()
 	if err := operator.Setup(ctx, mgr, o); err != nil {
 		return err
@@ -126,44 +107,4 @@ func run() error {
 	}
 	setupLog.Info("Starting manager", "backend", o.Backend.Name())
 	return mgr.Start(ctx)
-}
-
-func newBackend(kind, url, credsDir string, timeout time.Duration) (backend.Backend, error) {
-	switch kind {
-	case "embedded":
-		return embedded.New(), nil
-	case "pexip":
-		if url == "" || credsDir == "" {
-			return nil, fmt.Errorf("--vmr-backend=pexip needs --pexip-url and --pexip-credentials-dir")
-		}
-		user, pass, err := pexip.LoadCredentials(credsDir)
-		if err != nil {
-			return nil, err
-		}
-		return pexip.New(pexip.Config{URL: url, Username: user, Password: pass, RequestTimeout: max(timeout/4, time.Second)}) // room for retries within one backend call
-	}
-	return nil, fmt.Errorf("--vmr-backend: unknown backend %q (embedded or pexip)", kind)
-}
-
-func parseRange(s string) (uint64, uint64, error) {
-	lo, hi, ok := strings.Cut(s, "-")
-	if !ok {
-		return 0, 0, fmt.Errorf("want MIN-MAX, got %q", s)
-	}
-	min, err1 := strconv.ParseUint(lo, 10, 64)
-	max, err2 := strconv.ParseUint(hi, 10, 64)
-	if err1 != nil || err2 != nil || min > max || min < 1000 || max > 999999999999 {
-		return 0, 0, fmt.Errorf("want MIN-MAX with 1000 <= MIN <= MAX <= 999999999999, got %q", s)
-	}
-	return min, max, nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }

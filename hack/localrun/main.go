@@ -1,8 +1,11 @@
 // Command localrun is `make run`: it runs the operator against $KUBECONFIG's
 // cluster when set, and otherwise on a local control plane (etcd,
 // kube-apiserver and kube-controller-manager built by hack/controlplane.sh)
-// that it starts, with the CRDs and webhooks installed and the samples
-// applied. Ctrl-C stops everything it started.
+// that it starts, with what the chart installs apart from the Deployment (the
+// CRDs, the webhook configuration, the admission policies, the shipped
+// ClusterRoles) and the samples applied. The operator runs as its service
+// account, bound to its ClusterRole only, as in the chart. Ctrl-C stops
+// everything it started.
 package main
 
 import (
@@ -78,6 +81,31 @@ func run(args []string) error {
 	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
 		return err
 	}
+	fmt.Println("Installing the shipped roles and the admission policies")
+	if err := installManifests(ctx, kubeconfigPath, []string{
+		filepath.Join("config", "rbac", "service_account.yaml"),
+		filepath.Join("config", "rbac", "role.yaml"),
+		filepath.Join("config", "rbac", "role_binding.yaml"),
+		filepath.Join("config", "rbac", "leader_election_role.yaml"),
+		filepath.Join("config", "rbac", "roles.yaml"),
+		filepath.Join("config", "policies", "admission-policies.yaml"),
+	}); err != nil {
+		return err
+	}
+	// The operator's identity: the service account the role binding and the
+	// admission policies name, as the chart runs it.
+	operatorUser, err := env.AddUser(envtest.User{Name: operatorServiceAccount, Groups: []string{"system:serviceaccounts", "system:authenticated"}}, nil)
+	if err != nil {
+		return err
+	}
+	operatorKubeconfig, err := operatorUser.KubeConfig()
+	if err != nil {
+		return err
+	}
+	operatorKubeconfigPath := filepath.Join(local, "operator.kubeconfig")
+	if err := os.WriteFile(operatorKubeconfigPath, operatorKubeconfig, 0o600); err != nil {
+		return err
+	}
 
 	kcm := exec.CommandContext(ctx, filepath.Join(assets, "kube-controller-manager"), "--kubeconfig="+kubeconfigPath,
 		"--controllers=garbage-collector-controller,namespace-controller", "--leader-elect=false", "--secure-port=0")
@@ -95,7 +123,7 @@ func run(args []string) error {
 
 	wo := env.WebhookInstallOptions
 	managerArgs := append([]string{
-		"--kubeconfig=" + kubeconfigPath, "--metrics-bind-address=:8080", "--metrics-secure=false",
+		"--kubeconfig=" + operatorKubeconfigPath, "--metrics-bind-address=:8080", "--metrics-secure=false",
 		fmt.Sprintf("--webhook-port=%d", wo.LocalServingPort), "--webhook-cert-dir=" + wo.LocalServingCertDir,
 	}, args...)
 

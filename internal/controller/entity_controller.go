@@ -25,8 +25,10 @@ import (
 // EntityReconciler keeps an Entity's namespace, its RBAC and its usage rollup.
 type EntityReconciler struct {
 	client.Client
-	// APIReader reads past the cache where a stale answer would destroy data:
-	// what remains in a protected Entity being deleted.
+	// APIReader reads past the cache: what the cache does not hold (it keeps
+	// only entity namespaces and the RBAC objects the operator manages), and
+	// what must not be stale because data depends on it (what remains in a
+	// protected Entity being deleted).
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	RBAC      RBACOptions
@@ -100,6 +102,11 @@ func (r *EntityReconciler) ensureNamespace(ctx context.Context, orig, e *v1.Enti
 	name := e.NamespaceName()
 	ns := &corev1.Namespace{}
 	err := r.Get(ctx, client.ObjectKey{Name: name}, ns)
+	if apierrors.IsNotFound(err) {
+		// The cache holds entity namespaces only; one of that name that is
+		// not (a squatter) is found on the API server.
+		err = r.APIReader.Get(ctx, client.ObjectKey{Name: name}, ns)
+	}
 	switch {
 	case apierrors.IsNotFound(err):
 		// Record the namespace in status before creating it: status.namespace
@@ -182,6 +189,9 @@ func (r *EntityReconciler) reconcileDelete(ctx context.Context, e *v1.Entity) (c
 		if ns.DeletionTimestamp.IsZero() {
 			if protected, err := r.protectDeletion(ctx, e, ns.Name); err != nil || protected {
 				return ctrl.Result{}, err
+			}
+			if err := r.approveNamespaceDeletion(ctx, e, ns); err != nil {
+				return ctrl.Result{}, client.IgnoreNotFound(err)
 			}
 			if err := r.Delete(ctx, ns, client.PropagationPolicy(metav1.DeletePropagationForeground)); client.IgnoreNotFound(err) != nil {
 				return ctrl.Result{}, fmt.Errorf("cannot delete namespace %q: %w", ns.Name, err)

@@ -26,15 +26,15 @@ const (
 	ClusterRoleEntityAdministrator = "visio-entity-administrator"
 	// ClusterRoleConcierge: full on VMRs everywhere, read on everything else.
 	ClusterRoleConcierge = "visio-concierge"
-	// ClusterRoleConciergePINs: the PIN Secrets of rooms, bound to concierges in
-	// entity namespaces only.
-	ClusterRoleConciergePINs = "visio-concierge-pins"
 
 	// entityAdminsBinding is the RoleBinding, in each entity namespace, of the
 	// entity's Administrators.
 	entityAdminsBinding = "visio-entity-administrators"
+	// ConciergePINsRole is the Role, in each entity namespace, that reads the
+	// PIN Secrets of its rooms, by name.
+	ConciergePINsRole = "visio-concierge-pins"
 	// ConciergePINsBinding is the RoleBinding, in each entity namespace, of all
-	// Concierges to the PIN Secrets.
+	// Concierges to ConciergePINsRole.
 	ConciergePINsBinding = "visio-concierge-pins"
 	// ConciergesBinding is the one ClusterRoleBinding of all Concierges.
 	ConciergesBinding = "visio-concierges"
@@ -52,9 +52,9 @@ func (o RBACOptions) Subject(email string) rbacv1.Subject {
 	return rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: o.UsernamePrefix + email}
 }
 
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles;clusterrolebindings,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=visio-entity-administrator;visio-concierge;visio-concierge-pins
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=visio-entity-administrator;visio-concierge
 
 // ensureRBAC binds the entity's Administrators (active or not: seed 000 lets an
 // inactive administrator keep administering) in its namespace and lets them
@@ -106,7 +106,7 @@ func (r *EntityReconciler) ensureRBAC(ctx context.Context, e *v1.Entity, ns *cor
 		},
 	}
 	for _, o := range objs {
-		if err := applyRBAC(ctx, r.Client, e, o); err != nil {
+		if err := applyRBAC(ctx, r.Client, r.APIReader, e, o); err != nil {
 			return err
 		}
 	}
@@ -135,7 +135,10 @@ func entityReaderName(e *v1.Entity) string { return "visio-entity-" + e.Name + "
 
 // applyRBAC creates desired, controlled by owner when there is one, or updates the existing one when its
 // subjects or rules differ. Objects the operator did not create are left alone.
-func applyRBAC(ctx context.Context, c client.Client, owner client.Object, desired client.Object) error {
+// The cache holds only the RBAC objects the operator manages (CacheOptions), so
+// an object of the same name that it does not manage is read from the API
+// server (live) when the create finds it.
+func applyRBAC(ctx context.Context, c client.Client, live client.Reader, owner client.Object, desired client.Object) error {
 	if owner != nil {
 		if err := controllerutil.SetControllerReference(owner, desired, c.Scheme()); err != nil {
 			return err
@@ -144,10 +147,16 @@ func applyRBAC(ctx context.Context, c client.Client, owner client.Object, desire
 	existing := desired.DeepCopyObject().(client.Object)
 	err := c.Get(ctx, client.ObjectKeyFromObject(desired), existing)
 	if apierrors.IsNotFound(err) {
-		if err := c.Create(ctx, desired); err != nil && !apierrors.IsAlreadyExists(err) {
+		err = c.Create(ctx, desired)
+		if err == nil {
+			return nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("cannot create %T %s: %w", desired, desired.GetName(), err)
 		}
-		return nil
+		// Not in the cache: not the operator's, or created so recently that
+		// the cache has not seen it yet.
+		err = live.Get(ctx, client.ObjectKeyFromObject(desired), existing)
 	}
 	if err != nil {
 		return fmt.Errorf("cannot read %T %s: %w", desired, desired.GetName(), err)
@@ -159,8 +168,21 @@ func applyRBAC(ctx context.Context, c client.Client, owner client.Object, desire
 	switch d := desired.(type) {
 	case *rbacv1.RoleBinding:
 		x := existing.(*rbacv1.RoleBinding)
+		if x.RoleRef != d.RoleRef {
+			// The role of a binding cannot change: replace it (bindings of
+			// earlier versions pointed elsewhere).
+			if err := c.Delete(ctx, x, client.Preconditions{UID: &x.UID}); client.IgnoreNotFound(err) != nil {
+				return fmt.Errorf("cannot replace RoleBinding %s: %w", x.Name, err)
+			}
+			return fmt.Errorf("RoleBinding %s pointed at %s %s: replaced", x.Name, x.RoleRef.Kind, x.RoleRef.Name)
+		}
 		if !equality.Semantic.DeepEqual(x.Subjects, d.Subjects) {
 			x.Subjects, changed = d.Subjects, true
+		}
+	case *rbacv1.Role:
+		x := existing.(*rbacv1.Role)
+		if !equality.Semantic.DeepEqual(x.Rules, d.Rules) {
+			x.Rules, changed = d.Rules, true
 		}
 	case *rbacv1.ClusterRoleBinding:
 		x := existing.(*rbacv1.ClusterRoleBinding)

@@ -43,12 +43,13 @@ type VMRReconciler struct {
 	client.Client
 	Recorder events.EventRecorder
 	Backend  backend.Backend
-	// NumericIDMin/Max bound the generated numeric ids (inclusive).
+	// NumericIDMin/Max bound the generated numeric ids (inclusive); the
+	// --numeric-id-range flag checked them.
 	NumericIDMin, NumericIDMax uint64
 	JoinBaseURL                string        // e.g. "https://visio.example/join/" ; joinURL = JoinBaseURL + numericId
 	SIPDomain                  string        // sipURI = "sip:" + numericId + "@" + SIPDomain
 	DriftCheckInterval         time.Duration // how often a Ready room is compared with the backend (0 = never)
-	BackendTimeout             time.Duration // per backend call (default 15s)
+	BackendTimeout             time.Duration // per backend call
 	MaxConcurrentReconciles    int
 
 	// apiReader reads the Secrets named by spec.pinSecretRef: the cache holds
@@ -62,14 +63,6 @@ type VMRReconciler struct {
 }
 
 const (
-	defaultBackendTimeout = 15 * time.Second
-	// The default range gives six-digit numbers, easy to dial from a keypad.
-	defaultNumericIDMin = 100000
-	defaultNumericIDMax = 999999
-	// Numeric ids are 4 to 12 digits (the VMR schema's rule for given ones).
-	minNumericID = 1000
-	maxNumericID = 999999999999
-
 	// pinSecretRecheck: a Secret named by spec.pinSecretRef is not watched
 	// (it is not in the cache), so a room waiting for it looks again.
 	pinSecretRecheck = time.Minute
@@ -88,7 +81,10 @@ const (
 // +kubebuilder:rbac:groups=tenancy.visio.dev,resources=vmrs/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=tenancy.visio.dev,resources=vmrs/finalizers,verbs=update
 // +kubebuilder:rbac:groups=tenancy.visio.dev,resources=platformusers,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+// The generated PIN Secrets are created, then only read (the garbage collector
+// deletes them with their room); list and watch feed the cache, which holds
+// only the Secrets the operator created.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one VMR and its backend room towards the spec.
@@ -514,15 +510,10 @@ func createdBefore(a, b *v1.VMR) bool {
 	return a.Name < b.Name
 }
 
-// setup applies the defaults and checks the configuration, once.
+// setup prepares the reconciler's own state, once. Its settings come checked
+// from operator.Options; setup only refuses a reconciler built without them.
 func (r *VMRReconciler) setup() error {
 	r.once.Do(func() {
-		if r.BackendTimeout <= 0 {
-			r.BackendTimeout = defaultBackendTimeout
-		}
-		if r.NumericIDMin == 0 && r.NumericIDMax == 0 {
-			r.NumericIDMin, r.NumericIDMax = defaultNumericIDMin, defaultNumericIDMax
-		}
 		if r.clock == nil {
 			r.clock = clock.RealClock{}
 		}
@@ -535,11 +526,10 @@ func (r *VMRReconciler) setup() error {
 		switch {
 		case r.Backend == nil:
 			r.setupErr = errors.New("the VMR controller needs a backend")
-		case r.NumericIDMin > r.NumericIDMax:
-			r.setupErr = fmt.Errorf("numeric id range %d-%d is empty", r.NumericIDMin, r.NumericIDMax)
-		case r.NumericIDMin < minNumericID || r.NumericIDMax > maxNumericID:
-			r.setupErr = fmt.Errorf("numeric id range %d-%d must stay within %d-%d (4 to 12 digits)",
-				r.NumericIDMin, r.NumericIDMax, minNumericID, maxNumericID)
+		case r.NumericIDMin == 0 || r.NumericIDMin > r.NumericIDMax:
+			r.setupErr = fmt.Errorf("the VMR controller needs a numeric id range, got %d-%d", r.NumericIDMin, r.NumericIDMax)
+		case r.BackendTimeout <= 0:
+			r.setupErr = errors.New("the VMR controller needs a backend timeout")
 		}
 	})
 	return r.setupErr

@@ -666,6 +666,9 @@ func newTestReconciler(c client.Client, be backend.Backend) *VMRReconciler {
 		Client:             c,
 		Recorder:           events.NewFakeRecorder(100),
 		Backend:            be,
+		NumericIDMin:       100000,
+		NumericIDMax:       999999,
+		BackendTimeout:     15 * time.Second,
 		DriftCheckInterval: 10 * time.Minute,
 		clock:              clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)),
 	}
@@ -765,15 +768,15 @@ func TestVMRSetupWithManager(t *testing.T) {
 	if err != nil {
 		t.Skipf("no manager without an API server: %v", err)
 	}
-	r := &VMRReconciler{Client: mgr.GetClient(), Recorder: events.NewFakeRecorder(1), Backend: embedded.New(), MaxConcurrentReconciles: 4}
+	r := &VMRReconciler{Client: mgr.GetClient(), Recorder: events.NewFakeRecorder(1), Backend: embedded.New(), MaxConcurrentReconciles: 4,
+		NumericIDMin: 100000, NumericIDMax: 999999, BackendTimeout: time.Second}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatalf("SetupWithManager: %v", err)
 	}
-	if r.NumericIDMin != defaultNumericIDMin || r.BackendTimeout != defaultBackendTimeout {
-		t.Errorf("defaults not applied: %+v", r)
-	}
-	bad := &VMRReconciler{Client: mgr.GetClient(), Backend: embedded.New(), NumericIDMin: 5, NumericIDMax: 99}
-	if err := bad.setup(); err == nil {
-		t.Error("a range of fewer than 4 digits was accepted")
+	// The settings have one owner, operator.Options: a reconciler built
+	// without them is refused, never silently given defaults of its own.
+	bare := &VMRReconciler{Client: mgr.GetClient(), Backend: embedded.New()}
+	if err := bare.setup(); err == nil {
+		t.Error("a reconciler without a numeric id range or a backend timeout was accepted")
 	}
 }

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -23,16 +25,16 @@ import (
 	"visio.dev/operator/internal/webhook"
 )
 
-// Options is the operator's configuration, set from flags.
+// Options is the operator's configuration, set from flags (BindFlags) and
+// checked once (Validate) before anything uses it.
 type Options struct {
+	// PlatformEntity names the Entity whose namespace holds the Concierges.
+	PlatformEntity string
 	// UsernamePrefix is prepended to a PlatformUser's email to form its RBAC
 	// subject; it matches the API server's --oidc-username-prefix.
 	UsernamePrefix string
 	// PlatformAdminGroups may do anything, including granting Concierge.
 	PlatformAdminGroups []string
-	// PlatformEntity names the Entity whose namespace holds the Concierges
-	// (flag --platform-entity, default "platform"): the role is valid there only.
-	PlatformEntity string
 	// ReservationTTL is how long a license reserved at admission waits for its user.
 	ReservationTTL time.Duration
 	// MaxConcurrentReconciles bounds parallel work per controller.
@@ -40,8 +42,8 @@ type Options struct {
 
 	// Backend provisions the rooms.
 	Backend backend.Backend
-	// NumericIDMin and NumericIDMax bound generated room numbers.
-	NumericIDMin, NumericIDMax uint64
+	// NumericIDs bounds generated room numbers.
+	NumericIDs NumericIDRange
 	// JoinBaseURL and SIPDomain build the join URL and SIP URI of rooms.
 	JoinBaseURL, SIPDomain string
 	// DriftCheckInterval is how often a Ready room is compared with the backend.
@@ -56,26 +58,36 @@ type Options struct {
 	Clock clock.PassiveClock
 }
 
-// CacheOptions limits what the manager caches. Secrets hold PINs and every
-// other credential of the cluster: the cache keeps only the Secrets the
-// operator creates (the generated PIN Secrets), and Secrets named by a room's
-// spec.pinSecretRef are read from the API server when needed. This bounds
-// memory on large clusters and keeps other teams' credentials out of the
-// operator's process.
+// CacheOptions limits what the manager caches to the objects the operator
+// manages: entity namespaces (labelled with their entity), and the Secrets,
+// Roles, RoleBindings, ClusterRoles and ClusterRoleBindings it creates
+// (labelled managed-by). Secrets hold PINs and every other credential of the
+// cluster; the rest would grow with every namespace and role of a large
+// cluster. What a controller needs beyond that (a Secret named by a room's
+// spec.pinSecretRef, a namespace or binding of the same name as one the
+// operator wants to create) is read from the API server when needed.
 func CacheOptions() cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{v1.ManagedByLabel: v1.ManagedByValue})
+	entityNamespaces, err := labels.NewRequirement(v1.EntityLabel, selection.Exists, nil)
+	if err != nil {
+		panic(err) // a constant key: cannot fail
+	}
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Secret{}: {Label: managed},
+		&corev1.Secret{}:             {Label: managed},
+		&corev1.Namespace{}:          {Label: labels.NewSelector().Add(*entityNamespaces)},
+		&rbacv1.RoleBinding{}:        {Label: managed},
+		&rbacv1.ClusterRole{}:        {Label: managed},
+		&rbacv1.ClusterRoleBinding{}: {Label: managed},
 	}}
 }
 
 // Setup registers the cache indexes, the controllers and the webhooks.
 func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
-	}
-	if o.PlatformEntity == "" {
-		return fmt.Errorf("the platform entity must be named (--platform-entity)")
 	}
 	if err := index.Setup(ctx, mgr.GetFieldIndexer()); err != nil {
 		return fmt.Errorf("cannot register cache indexes: %w", err)
@@ -85,12 +97,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	setups := []interface{ SetupWithManager(ctrl.Manager) error }{
 		&controller.EntityReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder("entity-controller"),
 			RBAC: rbac, PlatformEntity: o.PlatformEntity},
-		&controller.ConciergeReconciler{Client: mgr.GetClient(), RBAC: rbac, PlatformEntity: o.PlatformEntity},
+		&controller.ConciergeReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), RBAC: rbac, PlatformEntity: o.PlatformEntity},
 		&controller.LicensePoolReconciler{Client: mgr.GetClient(), Recorder: recorder("licensepool-controller"), Clock: o.Clock,
 			PlatformEntity: o.PlatformEntity,
 			ReservationTTL: o.ReservationTTL, MaxConcurrentReconciles: o.MaxConcurrentReconciles},
 		&controller.VMRReconciler{Client: mgr.GetClient(), Recorder: recorder("vmr-controller"), Backend: o.Backend,
-			NumericIDMin: o.NumericIDMin, NumericIDMax: o.NumericIDMax, JoinBaseURL: o.JoinBaseURL, SIPDomain: o.SIPDomain,
+			NumericIDMin: o.NumericIDs.Min, NumericIDMax: o.NumericIDs.Max, JoinBaseURL: o.JoinBaseURL, SIPDomain: o.SIPDomain,
 			DriftCheckInterval: o.DriftCheckInterval, BackendTimeout: o.BackendTimeout, MaxConcurrentReconciles: o.MaxConcurrentReconciles},
 	}
 	for _, s := range setups {
@@ -107,8 +119,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	})
 }
 
-// The manager's own needs beyond its controllers: leader election, metrics
-// authentication and authorisation.
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// The manager's own needs beyond its controllers: metrics authentication and
+// authorisation. Leader election needs leases in the manager's own namespace
+// only: config/rbac/leader_election_role.yaml, a Role there, not this
+// ClusterRole.
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create

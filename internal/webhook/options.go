@@ -32,7 +32,7 @@ type Options struct {
 	// the role is valid there only.
 	PlatformEntity string
 	// ReservationTTL is how long a license reserved at admission stays reserved
-	// for a user that does not appear.
+	// for a user that does not appear (operator.Options validated it).
 	ReservationTTL time.Duration
 	// Clock is the time source (tests replace it).
 	Clock clock.PassiveClock
@@ -42,12 +42,6 @@ type Options struct {
 func Setup(mgr ctrl.Manager, opts Options) error {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
-	}
-	if opts.PlatformEntity == "" {
-		return fmt.Errorf("the platform entity must be named")
-	}
-	if opts.ReservationTTL == 0 {
-		opts.ReservationTTL = 30 * time.Second
 	}
 	base := checker{Client: mgr.GetClient(), opts: opts, live: mgr.GetAPIReader()}
 	users := &PlatformUserValidator{checker: base, reserver: newLicenseReserver(mgr.GetClient(), mgr.GetAPIReader(), opts)}

@@ -40,6 +40,18 @@ func TestChartRendersAndApplies(t *testing.T) {
 	g.Expect(kinds).To(HaveKeyWithValue("CustomResourceDefinition", 4))
 	g.Expect(kinds).To(HaveKeyWithValue("Deployment", 1))
 	g.Expect(kinds).To(HaveKey("ClusterRole"))
+	g.Expect(kinds).To(HaveKeyWithValue("ValidatingAdmissionPolicy", 5))
+	g.Expect(kinds).To(HaveKeyWithValue("ValidatingAdmissionPolicyBinding", 5))
+	g.Expect(kinds).To(HaveKeyWithValue("Role", 1), "leader election, in the release namespace")
+
+	// The policies name the release's service account and the platform entity
+	// of the values.
+	out, err = exec.Command(helm, "template", "visio", filepath.Join(root, "charts", "visio-operator"), "--namespace", "ops",
+		"--set", "platformEntity=support", "--show-only", "templates/admission-policies.yaml").CombinedOutput()
+	g.Expect(err).NotTo(HaveOccurred(), string(out))
+	g.Expect(string(out)).To(ContainSubstring(`expression: "'support'"`))
+	g.Expect(string(out)).To(ContainSubstring(`'system:serviceaccount:ops:visio-operator'`))
+	g.Expect(string(out)).NotTo(ContainSubstring("visio-system"))
 
 	// The chart's CRDs are byte for byte those of config/crd (make manifests copies them).
 	crds, err := filepath.Glob(filepath.Join(root, "config", "crd", "bases", "*.yaml"))

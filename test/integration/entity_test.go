@@ -255,7 +255,7 @@ func TestEntityRollup(t *testing.T) {
 	}
 	want["x0"] = &person{role: v1.RoleUser, active: true, pool: "extra"}
 	want["x1"] = &person{role: v1.RoleAdministrator, active: true, pool: "extra"}
-	want["k0"] = &person{role: v1.RoleAdministrator, active: false, pool: "extra"}
+	want["k0"] = &person{role: v1.RoleAdministrator, active: false, pool: "extra"} // Concierges live in the platform entity
 	rooms := []string{"r0", "r1", "r2", "r3", "r4"}
 
 	// A burst of creations...

@@ -63,7 +63,6 @@ func applyPlatformRoles(g Gomega) {
 	// The roles the operator binds, and those the platform team binds.
 	g.Expect(names).To(HaveKey(controller.ClusterRoleEntityAdministrator))
 	g.Expect(names).To(HaveKey(controller.ClusterRoleConcierge))
-	g.Expect(names).To(HaveKey(controller.ClusterRoleConciergePINs))
 	g.Expect(names).To(HaveKey("visio-platform-admin"))
 	g.Expect(names).To(HaveKey("visio-viewer"))
 }
@@ -118,7 +117,7 @@ func verdictOf(err error) verdict {
 	switch {
 	case err == nil:
 		return accepted
-	case strings.Contains(err.Error(), "admission webhook"):
+	case strings.Contains(err.Error(), "admission webhook"), isPolicyDenial(err):
 		return deniedByAdmission
 	case apierrors.IsForbidden(err):
 		return deniedByRBAC
@@ -140,14 +139,26 @@ type attempts struct {
 }
 
 // layerOf names the layer that gave a verdict.
-func layerOf(v verdict) string {
-	switch v {
-	case deniedByRBAC:
+func layerOf(v verdict, err error) string {
+	switch {
+	case v == deniedByRBAC:
 		return "RBAC"
-	case deniedByAdmission:
+	case v == deniedByAdmission && isPolicyDenial(err):
+		return "admission policy"
+	case v == deniedByAdmission:
 		return "webhook"
 	}
 	return "-"
+}
+
+// policy is an attempt that an admission policy refuses, so with or without
+// the webhooks (the webhook may answer first when it is called).
+func (a *attempts) policy(who, what string, err error, detail ...string) {
+	a.t.Helper()
+	a.expect(who, what, deniedByAdmission, err, detail...)
+	if !a.webhooks {
+		a.g.Expect(isPolicyDenial(err)).To(BeTrue(), "%s: %s: without webhooks only a policy refuses it: %v", who, what, err)
+	}
 }
 
 // admission is an attempt that only admission refuses: with the webhooks it
@@ -188,7 +199,7 @@ func (a *attempts) expect(who, what string, want verdict, err error, detail ...s
 	} else {
 		a.denied++
 	}
-	a.rows = append(a.rows, fmt.Sprintf("%-9s | %-60s | %-11s | %s", who, what, got, layerOf(got)))
+	a.rows = append(a.rows, fmt.Sprintf("%-9s | %-60s | %-11s | %s", who, what, got, layerOf(got, err)))
 	a.t.Logf("%-9s %-64s %s", who, what, got)
 }
 
@@ -262,7 +273,6 @@ func roleTable(t *testing.T, webhooks bool) {
 	eventuallyAllowed(g, alice.Spec.Email, access{"get", v1.GroupVersion.Group, "entities", "", entA.Name}, true)
 	eventuallyAllowed(g, bob.Spec.Email, access{"create", v1.GroupVersion.Group, "platformusers", nsB, ""}, true)
 	eventuallyAllowed(g, carol.Spec.Email, access{"create", v1.GroupVersion.Group, "vmrs", nsB, ""}, true)
-	eventuallyAllowed(g, carol.Spec.Email, access{"get", "", "secrets", nsB, ""}, true)
 
 	asAlice := impersonate(g, alice.Spec.Email)
 	asCarol := impersonate(g, carol.Spec.Email)
@@ -270,13 +280,6 @@ func roleTable(t *testing.T, webhooks bool) {
 	asOlga := impersonate(g, olga.Spec.Email)
 	at := &attempts{t: t, g: g, webhooks: webhooks}
 	defer at.table()
-	noConciergeRights := func(email string) {
-		for _, a := range []access{{"create", v1.GroupVersion.Group, "vmrs", nsB, ""}, {"get", "", "secrets", nsB, ""},
-			{"list", v1.GroupVersion.Group, "platformusers", "", ""}} {
-			g.Consistently(func() bool { return allowed(g, email, a) }).WithTimeout(2*time.Second).WithPolling(500*time.Millisecond).
-				Should(BeFalse(), "%s must not be allowed to %s", email, a)
-		}
-	}
 	strays := []client.Object{}
 	t.Cleanup(func() {
 		for _, o := range strays {
@@ -295,11 +298,7 @@ func roleTable(t *testing.T, webhooks bool) {
 
 	// The platform team puts a Concierge in a customer entity.
 	erin := withRole(newUser(nsA, "erin", false), v1.RoleConcierge)
-	at.admission("platform", "create a Concierge in entity A", k8s.Create(ctx(), erin),
-		"controller: ConciergeOutsidePlatform, no Concierge binding (checked by SubjectAccessReview)", "platform entity", "spec.role")
-	if !webhooks {
-		noConciergeRights(erin.Spec.Email)
-	}
+	at.policy("platform", "create a Concierge in entity A", k8s.Create(ctx(), erin), "platform entity", "spec.role")
 
 	// A concierge provisions permanent rooms for any entity (ManagePermanentVMRs)
 	// and sees every entity (ViewAllEntities, ViewAllStatistics).
@@ -307,6 +306,11 @@ func roleTable(t *testing.T, webhooks bool) {
 	at.expect("concierge", "create a VMR in entity A", accepted, asCarol.Create(ctx(), roomA))
 	at.expect("concierge", "create a VMR in entity B", accepted, asCarol.Create(ctx(), roomB))
 	pinsA, pinsB := waitRoomPINs(g, roomA), waitRoomPINs(g, roomB)
+	eventuallyAllowed(g, carol.Spec.Email, access{"get", "", "secrets", nsB, pinsB}, true)
+	notPIN := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: nsB, Name: "not-a-pin"}, StringData: map[string]string{"token": "x"}}
+	g.Expect(k8s.Create(ctx(), notPIN)).To(Succeed())
+	at.expect("concierge", "read a Secret of entity B that holds no PINs", deniedByRBAC,
+		asCarol.Get(ctx(), client.ObjectKeyFromObject(notPIN), &corev1.Secret{}))
 	at.expect("concierge", "edit a VMR of entity B", accepted, patch(asCarol, roomB, `{"spec":{"description":"Monthly board meeting"}}`))
 	at.expect("concierge", "read the PIN Secret of a room of entity B", accepted,
 		asCarol.Get(ctx(), client.ObjectKey{Namespace: nsB, Name: pinsB}, &corev1.Secret{}))
@@ -315,7 +319,7 @@ func roleTable(t *testing.T, webhooks bool) {
 	at.expect("concierge", "list LicensePools of all entities", accepted, asCarol.List(ctx(), &v1.LicensePoolList{}))
 	at.expect("concierge", "list events of all namespaces", accepted, asCarol.List(ctx(), &corev1.EventList{}))
 	at.expect("concierge", "create a Concierge in the support entity", accepted,
-		asCarol.Create(ctx(), withRole(newUser(nsS, "carl", false), v1.RoleConcierge)))
+		asCarol.Create(ctx(), withRole(newUser(nsS, uniqueName("carl"), false), v1.RoleConcierge)))
 	at.expect("concierge", "read the license pool of entity B", accepted, asCarol.Get(ctx(), client.ObjectKeyFromObject(pool(nsB)), pool(nsB)))
 	at.expect("concierge", "raise the licenses of entity B", deniedByRBAC, patch(asCarol, pool(nsB), `{"spec":{"licenses":100}}`))
 	at.expect("concierge", "create an Entity", deniedByRBAC, asCarol.Create(ctx(), &v1.Entity{
@@ -370,37 +374,26 @@ func roleTable(t *testing.T, webhooks bool) {
 	at.expect("admin A", "write the status of a user of entity A", deniedByRBAC,
 		asAlice.Status().Patch(ctx(), frank.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(`{"status":{"licensePool":"more"}}`))))
 	fake := withRole(newUser(nsA, "fake-concierge", false), v1.RoleConcierge)
-	at.admission("admin A", "create a Concierge in entity A", asAlice.Create(ctx(), fake),
-		"controller: ConciergeOutsidePlatform, no Concierge binding", "spec.role", "Concierge", "platform entity")
-	at.admission("admin A", "make a user of entity A a Concierge", patch(asAlice, frank, `{"spec":{"role":"Concierge"}}`),
-		"controller: ConciergeOutsidePlatform, no Concierge binding", "spec.role", "platform entity")
-	at.admission("admin A", "make itself a Concierge", patch(asAlice, alice.DeepCopy(), `{"spec":{"role":"Concierge"}}`),
-		"controller: ConciergeOutsidePlatform, keeps an Administrator's rights in A only", "spec.role", "platform entity")
-	if !webhooks {
-		for _, email := range []string{fake.Spec.Email, frank.Spec.Email, alice.Spec.Email} {
-			noConciergeRights(email)
-		}
-		g.Expect(allowed(g, alice.Spec.Email, access{"create", v1.GroupVersion.Group, "platformusers", nsA, ""})).To(BeTrue())
-		g.Expect(patch(k8s, alice, `{"spec":{"role":"Administrator"}}`)).To(Succeed())
-		g.Expect(patch(k8s, frank, `{"spec":{"role":"User"}}`)).To(Succeed())
-	}
+	// The admission policy refuses these with or without the webhooks; when
+	// neither runs, the controller gives such a user nothing (TestSecurity).
+	at.policy("admin A", "create a Concierge in entity A", asAlice.Create(ctx(), fake), "spec.role", "Concierge", "platform entity")
+	at.policy("admin A", "make a user of entity A a Concierge", patch(asAlice, frank, `{"spec":{"role":"Concierge"}}`),
+		"spec.role", "platform entity")
+	at.policy("admin A", "make itself a Concierge", patch(asAlice, alice.DeepCopy(), `{"spec":{"role":"Concierge"}}`),
+		"spec.role", "platform entity")
 	// The email is the RBAC subject: writing an address of one's own on a
 	// Concierge would make oneself Concierge.
 	at.expect("admin A", "take over a Concierge by its email", deniedByRBAC,
 		patch(asAlice, carol.DeepCopy(), `{"spec":{"email":"alice.concierge@`+nsA+`.example"}}`))
 	// Within the platform entity, its own administrators are platform staff:
-	// only the webhook keeps them from granting the role.
+	// RBAC lets them edit users there, and the grant-concierge check (admission
+	// policy and webhook) keeps them from granting the role.
 	asPat := impersonate(g, pat.Spec.Email)
 	eventuallyAllowed(g, pat.Spec.Email, access{"update", v1.GroupVersion.Group, "platformusers", nsS, ""}, true)
-	at.admission("admin P", "take over a Concierge of the platform by its email",
-		patch(asPat, carol.DeepCopy(), `{"spec":{"email":"pat.concierge@`+nsS+`.example"}}`),
-		"none: a platform-entity Administrator is platform staff; only the webhook (and an admission policy) refuses", "spec.email", "Concierge")
-	at.admission("admin P", "make itself a Concierge", patch(asPat, pat.DeepCopy(), `{"spec":{"role":"Concierge"}}`),
-		"none: a platform-entity Administrator is platform staff; only the webhook (and an admission policy) refuses", "spec.role", "Concierge")
-	if !webhooks {
-		g.Expect(patch(k8s, carol, `{"spec":{"email":"`+carol.Spec.Email+`"}}`)).To(Succeed())
-		g.Expect(patch(k8s, pat, `{"spec":{"role":"Administrator"}}`)).To(Succeed())
-	}
+	at.policy("admin P", "take over a Concierge of the platform by its email",
+		patch(asPat, carol.DeepCopy(), `{"spec":{"email":"pat.concierge@`+nsS+`.example"}}`), "spec.email", "Concierge")
+	at.policy("admin P", "make itself a Concierge", patch(asPat, pat.DeepCopy(), `{"spec":{"role":"Concierge"}}`),
+		"spec.role", "Concierge")
 	at.expect("admin A", "read the PIN Secret of a room of entity B", deniedByRBAC,
 		asAlice.Get(ctx(), client.ObjectKey{Namespace: nsB, Name: pinsB}, &corev1.Secret{}))
 	at.expect("admin A", "read the PIN Secret of a room of entity A", deniedByRBAC,
@@ -556,12 +549,17 @@ func TestRBACBindingsFollowRoles(t *testing.T) {
 	// every entity namespace (and there only).
 	concierges := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: controller.ConciergesBinding}}
 	roomsEverywhere := access{"create", v1.GroupVersion.Group, "vmrs", other, ""}
-	pins := access{"get", "", "secrets", other, ""}
-	carol := withRole(newUser(ns, "carol", false), v1.RoleConcierge)
+	otherRoom := room(other, "lobby")
+	g.Expect(k8s.Create(ctx(), otherRoom)).To(Succeed())
+	pins := access{"get", "", "secrets", other, waitRoomPINs(g, otherRoom)}
+	nsP := platformNamespace(t, g)
+	carol := withRole(newUser(nsP, uniqueName("carol"), false), v1.RoleConcierge)
 	g.Expect(k8s.Create(ctx(), carol)).To(Succeed())
 	eventuallyAllowed(g, carol.Spec.Email, roomsEverywhere, true)
 	eventuallyAllowed(g, carol.Spec.Email, pins, true)
 	g.Expect(allowed(g, carol.Spec.Email, access{"get", "", "secrets", "default", ""})).To(BeFalse())
+	g.Expect(allowed(g, carol.Spec.Email, access{"get", "", "secrets", other, "not-a-pin"})).To(BeFalse())
+	g.Expect(allowed(g, carol.Spec.Email, access{"list", "", "secrets", other, ""})).To(BeFalse())
 	g.Expect(bindingSubjects(g, concierges)).To(ContainElement(carol.Spec.Email))
 	g.Expect(concierges.RoleRef.Name).To(Equal(controller.ClusterRoleConcierge))
 
@@ -570,7 +568,7 @@ func TestRBACBindingsFollowRoles(t *testing.T) {
 		ShouldNot(ContainElement("mallory@example.org"))
 	pinsBinding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: other, Name: controller.ConciergePINsBinding}}
 	g.Expect(bindingSubjects(g, pinsBinding)).To(ContainElement(carol.Spec.Email))
-	g.Expect(pinsBinding.RoleRef.Name).To(Equal(controller.ClusterRoleConciergePINs))
+	g.Expect(pinsBinding.RoleRef).To(Equal(rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: controller.ConciergePINsRole}))
 	g.Expect(patch(k8s, pinsBinding, mallory)).To(Succeed())
 	g.Eventually(func() []string { return bindingSubjects(g, pinsBinding) }).WithTimeout(60 * time.Second).
 		Should(SatisfyAll(ContainElement(carol.Spec.Email), Not(ContainElement("mallory@example.org"))))
@@ -579,14 +577,14 @@ func TestRBACBindingsFollowRoles(t *testing.T) {
 	g.Expect(patch(k8s, carol, `{"spec":{"role":"Administrator"}}`)).To(Succeed())
 	eventuallyAllowed(g, carol.Spec.Email, roomsEverywhere, false)
 	eventuallyAllowed(g, carol.Spec.Email, pins, false)
-	eventuallyAllowed(g, carol.Spec.Email, manageUsers, true)
+	eventuallyAllowed(g, carol.Spec.Email, access{"create", v1.GroupVersion.Group, "platformusers", nsP, ""}, true)
 
 	// A deleted concierge loses everything.
 	g.Expect(patch(k8s, carol, `{"spec":{"role":"Concierge"}}`)).To(Succeed())
 	eventuallyAllowed(g, carol.Spec.Email, roomsEverywhere, true)
 	g.Expect(k8s.Delete(ctx(), carol)).To(Succeed())
 	eventuallyAllowed(g, carol.Spec.Email, roomsEverywhere, false)
-	eventuallyAllowed(g, carol.Spec.Email, manageUsers, false)
+	eventuallyAllowed(g, carol.Spec.Email, access{"create", v1.GroupVersion.Group, "platformusers", nsP, ""}, false)
 	g.Expect(bindingSubjects(g, concierges)).NotTo(ContainElement(carol.Spec.Email))
 }
 
@@ -625,7 +623,8 @@ func TestRBACUsernamePrefix(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.DefaultLicensePool}, Spec: v1.LicensePoolSpec{Licenses: ptr.To[int32](5)}}))
 	alice := withRole(newUser(ns, "alice", true), v1.RoleAdministrator)
 	at.expect("platform", "create an Administrator", accepted, asPat.Create(ctx(), alice))
-	carol := withRole(newUser(ns, "carol", false), v1.RoleConcierge)
+	nsP := platformNamespace(t, g)
+	carol := withRole(newUser(nsP, uniqueName("carol"), false), v1.RoleConcierge)
 	at.expect("platform", "create a Concierge (platform admin group)", accepted, asPat.Create(ctx(), carol))
 
 	// The subjects carry the prefix; the bare address is nobody.
@@ -639,10 +638,12 @@ func TestRBACUsernamePrefix(t *testing.T) {
 	asAlice := impersonate(g, prefix+alice.Spec.Email)
 	at.expect("admin", "create a User", accepted, asAlice.Create(ctx(), newUser(ns, "dave", false)))
 	at.expect("admin", "create a Concierge", deniedByAdmission, asAlice.Create(ctx(), withRole(newUser(ns, "eve", false), v1.RoleConcierge)), "spec.role")
+	at.expect("admin", "create a Concierge in the platform entity", deniedByRBAC,
+		asAlice.Create(ctx(), withRole(newUser(nsP, uniqueName("eve"), false), v1.RoleConcierge)))
 	at.expect("admin", "raise its licenses", deniedByRBAC, patch(asAlice, pool(ns), `{"spec":{"licenses":50}}`))
 	at.expect("bare", "create a User without the prefix", deniedByRBAC, impersonate(g, alice.Spec.Email).Create(ctx(), newUser(ns, "bare", false)))
 	asCarol := impersonate(g, prefix+carol.Spec.Email)
-	at.expect("concierge", "create a Concierge", accepted, asCarol.Create(ctx(), withRole(newUser(ns, "cora", false), v1.RoleConcierge)))
+	at.expect("concierge", "create a Concierge", accepted, asCarol.Create(ctx(), withRole(newUser(nsP, uniqueName("cora"), false), v1.RoleConcierge)))
 	at.expect("concierge", "create a VMR", accepted, asCarol.Create(ctx(), room(ns, "help-desk")))
 	at.expect("platform", "raise the licenses", accepted, patch(asPat, pool(ns), `{"spec":{"licenses":50}}`))
 	t.Logf("%d attempts: %d allowed, %d denied", at.allowed+at.denied, at.allowed, at.denied)

@@ -30,14 +30,72 @@ func platformEntityForTest(t *testing.T, g Gomega) (*v1.Entity, string) {
 	t.Helper()
 	e, ns := newEntity(t, g)
 	withManager(t, nil, func(o *operator.Options) { o.PlatformEntity = e.Name })
+	withPolicyPlatformEntity(t, g, e.Name, ns)
 	return e, ns
+}
+
+// withPolicyPlatformEntity points the admission policy that keeps Concierges
+// in the platform entity at entity (namespace ns) until the test ends, as an
+// install with another platformEntity value would, and waits until the API
+// server enforces the change (it reads policies through an informer).
+func withPolicyPlatformEntity(t *testing.T, g Gomega, entity, ns string) {
+	t.Helper()
+	refusedByPolicy := ContainSubstring("valid only in the namespace of the platform entity")
+	set := func(g Gomega, name string, refused bool) {
+		g.Eventually(func() error {
+			p := &admissionregistrationv1.ValidatingAdmissionPolicy{}
+			if err := k8s.Get(ctx(), client.ObjectKey{Name: "visio-concierge-in-platform-entity"}, p); err != nil {
+				return err
+			}
+			for i := range p.Spec.Variables {
+				if p.Spec.Variables[i].Name == "platformEntity" {
+					p.Spec.Variables[i].Expression = fmt.Sprintf("'%s'", name)
+				}
+			}
+			return k8s.Update(ctx(), p)
+		}).WithTimeout(30 * time.Second).Should(Succeed())
+		g.Eventually(func(g Gomega) {
+			probe := withRole(newUser(ns, uniqueName("policy-probe"), false), v1.RoleConcierge)
+			err := k8s.Create(ctx(), probe, client.DryRunAll)
+			if refused {
+				g.Expect(err).To(MatchError(refusedByPolicy))
+			} else if err != nil {
+				g.Expect(err).NotTo(MatchError(refusedByPolicy))
+			}
+		}).WithTimeout(30 * time.Second).Should(Succeed())
+	}
+	set(g, entity, false)
+	t.Cleanup(func() { set(NewWithT(t), platformEntity, true) })
+}
+
+// withoutConciergePolicies deletes the bindings of the admission policies that
+// keep the Concierge role in the platform entity and to those who may grant
+// it, until the test ends: with the webhooks gone too, nothing is left but the
+// controllers, which must still give such a user nothing (Guarantee 7).
+func withoutConciergePolicies(t testing.TB, g Gomega, ns string) {
+	t.Helper()
+	for _, name := range []string{"visio-concierge-in-platform-entity", "visio-concierge-grant"} {
+		b := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{}
+		g.Expect(k8s.Get(ctx(), client.ObjectKey{Name: name}, b)).To(Succeed())
+		g.Expect(k8s.Delete(ctx(), b)).To(Succeed())
+		saved := b.DeepCopy()
+		t.Cleanup(func() {
+			saved.ResourceVersion, saved.UID, saved.CreationTimestamp, saved.ManagedFields = "", "", metav1.Time{}, nil
+			if err := k8s.Create(ctx(), saved); err != nil && !apierrors.IsAlreadyExists(err) {
+				t.Errorf("cannot restore admission policy binding %s: %v", saved.Name, err)
+			}
+		})
+	}
+	g.Eventually(func() error {
+		return k8s.Create(ctx(), withRole(newUser(ns, uniqueName("policy-probe"), false), v1.RoleConcierge), client.DryRunAll)
+	}).WithTimeout(30 * time.Second).Should(Succeed(), "the Concierge policies are still enforced")
 }
 
 // withoutWebhooks deletes the validating webhook configurations until the
 // test ends, as on a cluster where they are missing (a chart installed with
 // webhook.enabled=false, a configuration pruned by GitOps), and waits until
 // the API server stops calling them.
-func withoutWebhooks(t *testing.T, g Gomega) {
+func withoutWebhooks(t testing.TB, g Gomega) {
 	t.Helper()
 	list := &admissionregistrationv1.ValidatingWebhookConfigurationList{}
 	g.Expect(k8s.List(ctx(), list)).To(Succeed())
@@ -103,6 +161,9 @@ func selfConcierge(t *testing.T, webhooks bool) {
 	g.Expect(k8s.Create(ctx(), alice)).To(Succeed())
 	eventuallyAllowed(g, alice.Spec.Email, access{"create", v1.GroupVersion.Group, "platformusers", nsA, ""}, true)
 	asAlice := impersonate(g, alice.Spec.Email)
+	if !webhooks {
+		withoutConciergePolicies(t, g, nsA)
+	}
 
 	second := "alice.support@" + nsA + ".example"
 	attempts := []struct {
@@ -127,9 +188,10 @@ func selfConcierge(t *testing.T, webhooks bool) {
 			g.Expect(err).To(HaveOccurred(), a.what)
 			g.Expect(err.Error()).To(SatisfyAny(ContainSubstring("platform entity"), ContainSubstring("already used")), a.what)
 			if !strings.Contains(err.Error(), "already used") {
-				g.Expect(err.Error()).To(ContainSubstring(fmt.Sprintf("%q (namespace %q)", platform.Name, platformNS)), a.what)
+				// The admission policy or the webhook, whichever answers first.
+				g.Expect(err.Error()).To(ContainSubstring(platform.Name), a.what)
 			}
-			t.Logf("%-55s refused by the webhook: %v", a.what, err)
+			t.Logf("%-55s refused at admission: %v", a.what, err)
 		} else {
 			g.Expect(err).NotTo(HaveOccurred(), "%s: nothing refuses it without the webhooks", a.what)
 			t.Logf("%-55s stored (no webhook): the controller must give it nothing", a.what)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -88,6 +89,10 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	if err := installPolicies(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	startSharedManager()
 	code := m.Run()
 	stopSharedManager()
@@ -148,13 +153,20 @@ var managerCfg *rest.Config
 const managerServiceAccount = "system:serviceaccount:visio-system:visio-operator"
 
 // managerIdentity installs the shipped ClusterRoles (the manager's own, and
-// the platform roles it binds), binds the manager's to the service account
-// and returns a config that authenticates as that account.
+// the platform roles it binds), binds the manager's to the service account,
+// installs its leader-election Role in its namespace, and returns a config
+// that authenticates as that account.
 func managerIdentity() (*rest.Config, error) {
 	for _, file := range []string{"role.yaml", "roles.yaml"} {
 		if err := applyClusterRoles(filepath.Join(root, "config", "rbac", file)); err != nil {
 			return nil, err
 		}
+	}
+	if err := k8s.Create(ctx(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "visio-system"}}); err != nil {
+		return nil, fmt.Errorf("cannot create the manager's namespace: %w", err)
+	}
+	if err := applyManifests(filepath.Join(root, "config", "rbac", "leader_election_role.yaml")); err != nil {
+		return nil, err
 	}
 	binding := &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "visio-operator-manager"},
@@ -310,13 +322,12 @@ func startManager(counter *writeCounter, opts operator.Options) (stop func()) {
 
 func testOptions() operator.Options {
 	return operator.Options{
+		PlatformEntity:          platformEntity,
 		PlatformAdminGroups:     []string{"system:masters"},
-		PlatformEntity:          "platform",
 		ReservationTTL:          30 * time.Second,
 		MaxConcurrentReconciles: 4,
 		Backend:                 embedded.New(),
-		NumericIDMin:            100000,
-		NumericIDMax:            999999,
+		NumericIDs:              operator.NumericIDRange{Min: 100000, Max: 999999},
 		JoinBaseURL:             "https://visio.example/join/",
 		SIPDomain:               "visio.example",
 		DriftCheckInterval:      time.Minute,

@@ -279,8 +279,8 @@ func TestVMREmbeddedLifecycle(t *testing.T) {
 	st := got.Status
 	n, err := strconv.ParseUint(st.NumericID, 10, 64)
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(n).To(BeNumerically(">=", testOptions().NumericIDMin))
-	g.Expect(n).To(BeNumerically("<=", testOptions().NumericIDMax))
+	g.Expect(n).To(BeNumerically(">=", testOptions().NumericIDs.Min))
+	g.Expect(n).To(BeNumerically("<=", testOptions().NumericIDs.Max))
 	g.Expect(st.Aliases).To(Equal(del.Spec.Aliases))
 	g.Expect(st.JoinURL).To(Equal("https://visio.example/join/" + st.NumericID))
 	g.Expect(st.SIPURI).To(Equal("sip:" + st.NumericID + "@visio.example"))
