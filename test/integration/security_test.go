@@ -88,7 +88,7 @@ func withoutConciergePolicies(t testing.TB, g Gomega, ns string) {
 	}
 	g.Eventually(func() error {
 		return k8s.Create(ctx(), withRole(newUser(ns, uniqueName("policy-probe"), false), v1.RoleConcierge), client.DryRunAll)
-	}).WithTimeout(30 * time.Second).Should(Succeed(), "the Concierge policies are still enforced")
+	}).WithTimeout(30*time.Second).Should(Succeed(), "the Concierge policies are still enforced")
 }
 
 // withoutWebhooks deletes the validating webhook configurations until the
