@@ -43,8 +43,7 @@ type Sheet struct {
 	// Ignored are the headers of the columns that mean nothing here
 	// ("Civilité", "Fonction"...), in file order.
 	Ignored []string
-	// Rows are the valid rows, in file order; when Problems is not empty they
-	// are not to be imported.
+	// Rows are the rows to import, in file order: none when there is a problem.
 	Rows     []Row
 	Problems []Problem
 }
@@ -123,6 +122,9 @@ func Parse(data []byte) *Sheet {
 			continue
 		}
 		s.Rows = append(s.Rows, row)
+	}
+	if len(s.Problems) > 0 {
+		s.Rows = nil // nothing is imported from a file with a problem
 	}
 	return s
 }

@@ -32,8 +32,8 @@ var roles = map[string]v1.PlatformUserRole{
 	"user": v1.RoleUser, "utilisateur": v1.RoleUser, "utilisatrice": v1.RoleUser,
 	"delegatedorganizer": v1.RoleDelegatedOrganizer, "organisateurdelegue": v1.RoleDelegatedOrganizer,
 	"organisatricedeleguee": v1.RoleDelegatedOrganizer,
-	"administrator": v1.RoleAdministrator, "administrateur": v1.RoleAdministrator, "administratrice": v1.RoleAdministrator,
-	"admin": v1.RoleAdministrator,
+	"administrator":         v1.RoleAdministrator, "administrateur": v1.RoleAdministrator, "administratrice": v1.RoleAdministrator,
+	"admin":     v1.RoleAdministrator,
 	"concierge": v1.RoleConcierge,
 }
 
