@@ -263,8 +263,13 @@ func listUsers(ctx context.Context, c client.Client, ns string) ([]v1.PlatformUs
 // refusal is what the API server said, without the envelope of its wording.
 func refusal(err error) string {
 	msg := err.Error()
-	if apierrors.IsForbidden(err) && !strings.Contains(msg, "admission webhook") {
+	switch {
+	case apierrors.IsForbidden(err) && !strings.Contains(msg, "admission webhook"):
 		return "you may not write the users of this namespace: " + msg
+	case apierrors.IsConflict(err):
+		// Server-side apply: another manager (GitOps, kubectl edit) owns a
+		// field the row changes.
+		return msg + "; run again with --force-conflicts to take these fields over"
 	}
 	return msg
 }

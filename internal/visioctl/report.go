@@ -89,9 +89,11 @@ func (o *Options) report(ctx context.Context, all bool) ([]EntityReport, error) 
 		return nil, err
 	}
 	entities := &v1.EntityList{}
+	fellBack := false
 	switch err := c.List(ctx, entities); {
 	case err == nil:
 	case apierrors.IsForbidden(err) && !all:
+		fellBack = !explicit
 		// An entity administrator may read its own Entity, not list them: report
 		// the entity of the namespace.
 		entities.Items = nil
@@ -133,6 +135,9 @@ func (o *Options) report(ctx context.Context, all bool) ([]EntityReport, error) 
 
 	pools := &v1.LicensePoolList{}
 	if err := c.List(ctx, pools, in...); err != nil {
+		if fellBack && apierrors.IsForbidden(err) {
+			return nil, fmt.Errorf("you may not list entities, nor read namespace %q: use -n with your entity's namespace (%w)", ns, err)
+		}
 		return nil, fmt.Errorf("cannot list license pools: %w", err)
 	}
 	for i := range pools.Items {

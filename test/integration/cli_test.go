@@ -393,6 +393,9 @@ func TestCLIAsAdministrator(t *testing.T) {
 	r = visio(g, nil, append(as, "report", "-A")...)
 	g.Expect(r.code).To(Equal(1), "%s", r)
 	g.Expect(r.errOut).To(HavePrefix("error: you may not list entities (concierges and platform administrators may): use -n with your entity's namespace"))
+	r = visio(g, nil, append(as, "report")...) // the kubeconfig's namespace is "default"
+	g.Expect(r.code).To(Equal(1), "%s", r)
+	g.Expect(r.errOut).To(HavePrefix(`error: you may not list entities, nor read namespace "default": use -n with your entity's namespace`))
 	r = visio(g, nil, append(as, "report", "-n", nsB)...)
 	g.Expect(r.code).To(Equal(1), "%s", r)
 	g.Expect(r.errOut).To(ContainSubstring("forbidden"))
