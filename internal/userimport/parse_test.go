@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"golang.org/x/text/encoding/charmap"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	v1 "visio.dev/operator/api/v1alpha1"
@@ -308,9 +309,34 @@ func TestExportRoundTrip(t *testing.T) {
 }
 
 func TestManifest(t *testing.T) {
-	m := Manifest("entity-a", "ann-1", v1.PlatformUserSpec{Email: "a@b.fr", GivenName: "Ann", FamilyName: "Lee", Active: ptr.To(false)})
+	full := v1.PlatformUserSpec{Email: "a@b.fr", GivenName: "Ann", FamilyName: "Lee", Phone: "+33612345678", Active: ptr.To(false)}
+	m := Manifest("entity-a", "ann-1", full, nil)
 	spec := m.Object["spec"].(map[string]any)
-	if m.GetKind() != "PlatformUser" || m.GetNamespace() != "entity-a" || len(spec) != 4 || spec["active"] != false {
+	if m.GetKind() != "PlatformUser" || m.GetNamespace() != "entity-a" || len(spec) != 5 || spec["active"] != false {
 		t.Errorf("manifest %v: want only the fields set", m.Object)
+	}
+	m = Manifest("entity-a", "ann-1", full, map[Column]bool{ColActive: true})
+	if spec := m.Object["spec"].(map[string]any); len(spec) != 4 || spec["phone"] != nil {
+		t.Errorf("manifest %v: want email, names and active only", m.Object)
+	}
+}
+
+func TestOwned(t *testing.T) {
+	fields := []metav1.ManagedFieldsEntry{
+		{Manager: "kubectl-visio", Operation: metav1.ManagedFieldsOperationApply,
+			FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:email":{},"f:phone":{},"f:active":{}}}`)}},
+		{Manager: "flux", Operation: metav1.ManagedFieldsOperationApply,
+			FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:country":{}}}`)}},
+		{Manager: "kubectl-visio", Operation: metav1.ManagedFieldsOperationUpdate,
+			FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:role":{}}}`)}},
+	}
+	got := Owned(fields, "kubectl-visio")
+	if len(got) != 3 || !got[ColEmail] || !got[ColPhone] || !got[ColActive] {
+		t.Errorf("Owned = %v, want email, phone and active", got)
+	}
+	s := Parse([]byte("email,givenName,familyName,role\na@b.fr,Ann,Lee,User\n"))
+	f := s.Fields(got)
+	if !f[ColRole] || !f[ColPhone] || f[ColCountry] || f[ColTimeZone] {
+		t.Errorf("Fields = %v, want the file's columns and the owned ones", f)
 	}
 }

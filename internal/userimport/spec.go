@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/csv"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/text/runes"
 	"golang.org/x/text/transform"
 	"golang.org/x/text/unicode/norm"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	v1 "visio.dev/operator/api/v1alpha1"
@@ -66,18 +68,19 @@ func normalized(s v1.PlatformUserSpec) flatSpec {
 		string(u.RoleOrDefault()), u.PoolName(), u.IsActive()}
 }
 
-// Manifest is the PlatformUser to apply: only the fields the spec sets, so
-// that server-side apply owns those and nothing else.
-func Manifest(namespace, name string, s v1.PlatformUserSpec) *unstructured.Unstructured {
+// Manifest is the PlatformUser to apply: the spec's fields among only (every
+// field the spec sets when only is nil; email and names always), so that
+// server-side apply owns those and nothing else.
+func Manifest(namespace, name string, s v1.PlatformUserSpec, only map[Column]bool) *unstructured.Unstructured {
 	spec := map[string]any{"email": s.Email, "givenName": s.GivenName, "familyName": s.FamilyName}
-	for k, v := range map[string]string{"phone": s.Phone, "country": s.Country, "postalCode": s.PostalCode,
-		"timeZone": s.TimeZone, "role": string(s.Role), "licensePool": s.LicensePool} {
-		if v != "" {
-			spec[k] = v
+	for col, v := range map[Column]string{ColPhone: s.Phone, ColCountry: s.Country, ColPostalCode: s.PostalCode,
+		ColTimeZone: s.TimeZone, ColRole: string(s.Role), ColLicensePool: s.LicensePool} {
+		if v != "" && (only == nil || only[col]) {
+			spec[string(col)] = v
 		}
 	}
-	if s.Active != nil {
-		spec["active"] = *s.Active
+	if s.Active != nil && (only == nil || only[ColActive]) {
+		spec[string(ColActive)] = *s.Active
 	}
 	u := &unstructured.Unstructured{Object: map[string]any{"spec": spec}}
 	u.SetAPIVersion(v1.GroupVersion.String())
@@ -85,6 +88,40 @@ func Manifest(namespace, name string, s v1.PlatformUserSpec) *unstructured.Unstr
 	u.SetNamespace(namespace)
 	u.SetName(name)
 	return u
+}
+
+// Owned are the columns whose fields manager owns in a user's spec, per its
+// server-side apply managed fields. An import applies those and the file's
+// columns: a field it stopped sending would be removed, and one it never
+// sent stays with whoever set it.
+func Owned(fields []metav1.ManagedFieldsEntry, manager string) map[Column]bool {
+	out := map[Column]bool{}
+	for _, f := range fields {
+		if f.Manager != manager || f.Operation != metav1.ManagedFieldsOperationApply || f.FieldsV1 == nil {
+			continue
+		}
+		var set struct {
+			Spec map[string]any `json:"f:spec"`
+		}
+		if err := json.Unmarshal(f.FieldsV1.Raw, &set); err != nil {
+			continue
+		}
+		for _, col := range Columns {
+			if _, ok := set.Spec["f:"+string(col)]; ok {
+				out[col] = true
+			}
+		}
+	}
+	return out
+}
+
+// Fields are the columns an import applies to a user of which it owns owned.
+func (s *Sheet) Fields(owned map[Column]bool) map[Column]bool {
+	out := map[Column]bool{}
+	for _, col := range Columns {
+		out[col] = s.Has[col] || owned[col]
+	}
+	return out
 }
 
 // maxSlug bounds the readable part of a user name, leaving room for the hash.

@@ -53,7 +53,7 @@ func (o *Options) export(ctx context.Context, output string) error {
 	}
 	for i := range users {
 		u := &users[i]
-		out, err := yaml.Marshal(userimport.Manifest(u.Namespace, u.Name, u.Spec).Object)
+		out, err := yaml.Marshal(userimport.Manifest(u.Namespace, u.Name, u.Spec, nil).Object)
 		if err != nil {
 			return err
 		}

@@ -162,7 +162,11 @@ func (o *importOptions) run(ctx context.Context, file string) error {
 			t.unchanged++
 			continue
 		}
-		if err := o.apply(ctx, c, userimport.Manifest(ns, name, desired)); err != nil {
+		var owned map[userimport.Column]bool
+		if live != nil {
+			owned = userimport.Owned(live.ManagedFields, FieldManager)
+		}
+		if err := o.apply(ctx, c, userimport.Manifest(ns, name, desired, sheet.Fields(owned))); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -209,7 +213,7 @@ func (o *importOptions) apply(ctx context.Context, c client.Client, m *unstructu
 // emails, no cluster needed.
 func (o *importOptions) printManifests(ns string, sheet *userimport.Sheet) error {
 	for _, row := range sheet.Rows {
-		m := userimport.Manifest(ns, userimport.UserName(row.Spec.Email), sheet.Desired(row, nil))
+		m := userimport.Manifest(ns, userimport.UserName(row.Spec.Email), sheet.Desired(row, nil), nil)
 		out, err := yaml.Marshal(m.Object)
 		if err != nil {
 			return err
