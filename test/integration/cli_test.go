@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	v1 "visio.dev/operator/api/v1alpha1"
+	"visio.dev/operator/internal/userimport"
 	"visio.dev/operator/internal/visioctl"
 )
 
@@ -207,6 +208,25 @@ func TestCLIImportSpreadsheets(t *testing.T) {
 	g.Expect(got.PostalCode).To(Equal("29100"))
 	g.Expect(got.Phone).To(Equal("+33612345678"))
 	g.Expect(got.Role).To(Equal(v1.RoleAdministrator))
+
+	// A field GitOps applies stays GitOps's: an import without that column
+	// does not take it over, so GitOps can still remove it.
+	loic := usersByEmail(g, ns)["loic.tanguy@brest.example"]
+	flux := func(spec map[string]any) {
+		u := userimport.Manifest(ns, loic.Name, v1.PlatformUserSpec{}, nil)
+		u.Object["spec"] = spec
+		g.Expect(k8s.Apply(ctx(), client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("flux"))).To(Succeed())
+	}
+	flux(map[string]any{"email": loic.Spec.Email, "timeZone": "Europe/Paris"})
+	g.Expect(os.WriteFile(edit, []byte("email,givenName,familyName\nloic.tanguy@brest.example,Loïc,Tanguy-Le Gall\n"), 0o600)).To(Succeed())
+	r = visio(g, nil, "users", "import", edit, "-n", ns)
+	g.Expect(r.code).To(Equal(0), "%s", r)
+	g.Expect(r.lastLine()).To(Equal("0 created, 1 updated, 0 unchanged, 0 refused"))
+	loic = usersByEmail(g, ns)["loic.tanguy@brest.example"]
+	g.Expect(loic.Spec.FamilyName).To(Equal("Tanguy-Le Gall"))
+	g.Expect(userimport.Owned(loic.ManagedFields, visioctl.FieldManager)).NotTo(HaveKey(userimport.ColTimeZone))
+	flux(map[string]any{"email": loic.Spec.Email})
+	g.Expect(usersByEmail(g, ns)["loic.tanguy@brest.example"].Spec.TimeZone).To(BeEmpty())
 }
 
 func withDefaultPool(s v1.PlatformUserSpec) v1.PlatformUserSpec {
