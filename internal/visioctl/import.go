@@ -123,7 +123,7 @@ func (o *importOptions) run(ctx context.Context, file string) error {
 		}
 		o.errorf("%d problems in %s: nothing was written", len(sheet.Problems), file)
 		o.printf("%s", tally{})
-		return Failed
+		return ErrReported
 	}
 	if o.output == "yaml" {
 		return o.printManifests(ns, sheet)
@@ -186,7 +186,7 @@ func (o *importOptions) run(ctx context.Context, file string) error {
 	progress(-1)
 	o.printf("%s%s", t, suffix)
 	if t.refused > 0 {
-		return Failed
+		return ErrReported
 	}
 	return nil
 }

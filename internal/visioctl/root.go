@@ -31,9 +31,9 @@ const (
 	clientBurst = 200
 )
 
-// Failed is returned when the command has said what went wrong on its
+// ErrReported is returned when the command has said what went wrong on its
 // output: the process exits 1 with nothing more to print.
-var Failed = errors.New("failed")
+var ErrReported = errors.New("failed")
 
 // Options are the settings every command shares.
 type Options struct {
@@ -72,7 +72,7 @@ func Run(ctx context.Context, args []string, streams genericiooptions.IOStreams,
 	cmd := NewCommand(streams, flags)
 	cmd.SetArgs(args)
 	if err := cmd.ExecuteContext(ctx); err != nil {
-		if !errors.Is(err, Failed) {
+		if !errors.Is(err, ErrReported) {
 			_, _ = fmt.Fprintln(streams.ErrOut, "error:", err)
 		}
 		return 1
