@@ -92,11 +92,16 @@ bench-burst: ## Measure a burst of 2,000 users across 20 pools against a real co
 bench-vmr: ## Measure 500 rooms created at once against the Pexip test server.
 	VISIO_BENCH=1 KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" go test ./test/integration/ -count=1 -run TestVMRBenchmark -v -timeout 30m
 
+.PHONY: bench-cli
+bench-cli: ## Measure `kubectl visio users import` of 2,000 rows, and its re-import, against a real control plane.
+	VISIO_BENCH=1 KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" go test ./test/integration/ -count=1 -run TestCLIImportBenchmark -v -timeout 30m
+
 .PHONY: fuzz
 fuzz: ## Fuzz the validators and the allocator for 30s each.
 	go test ./internal/licensing/ -run=NONE -fuzz=FuzzAllocate -fuzztime=30s
 	go test ./internal/pins/ -run=NONE -fuzz=FuzzValidatePIN -fuzztime=30s
 	go test ./internal/pins/ -run=NONE -fuzz=FuzzValidatePair -fuzztime=30s
+	go test ./internal/userimport/ -run=NONE -fuzz=FuzzParse -fuzztime=30s
 
 .PHONY: controlplane
 controlplane: ## Build (or find cached) the control-plane binaries and print their directory.
@@ -105,8 +110,9 @@ controlplane: ## Build (or find cached) the control-plane binaries and print the
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager binary.
+build: ## Build the manager binary and the kubectl plugin (bin/manager, bin/kubectl-visio).
 	go build -o $(LOCALBIN)/manager ./cmd
+	go build -o $(LOCALBIN)/kubectl-visio ./cmd/kubectl-visio
 
 ##@ Tools
 
