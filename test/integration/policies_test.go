@@ -58,7 +58,7 @@ func TestEntityNamespaceGoesOnlyWithItsEntity(t *testing.T) {
 	g.Expect(k8s.Delete(ctx(), e)).To(Succeed())
 	g.Eventually(func() bool {
 		return apierrors.IsNotFound(k8s.Get(ctx(), client.ObjectKey{Name: ns}, &corev1.Namespace{}))
-	}).WithTimeout(90 * time.Second).Should(BeTrue(), "namespace %s outlived its Entity", ns)
+	}).WithTimeout(90*time.Second).Should(BeTrue(), "namespace %s outlived its Entity", ns)
 	g.Eventually(func() bool {
 		return apierrors.IsNotFound(k8s.Get(ctx(), client.ObjectKeyFromObject(e), &v1.Entity{}))
 	}).WithTimeout(30 * time.Second).Should(BeTrue())
