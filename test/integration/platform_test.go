@@ -60,7 +60,9 @@ func applyManifests(path string) error {
 		if len(obj.Object) == 0 {
 			continue
 		}
-		if err := k8s.Create(ctx(), obj); err != nil {
+		// Strict: a field the API server does not know fails here, not
+		// silently dropped.
+		if err := k8s.Create(ctx(), obj, client.FieldValidation("Strict")); err != nil {
 			return fmt.Errorf("%s: cannot create %s %s: %w", path, obj.GetKind(), obj.GetName(), err)
 		}
 	}
