@@ -22,6 +22,10 @@ import (
 	"visio.dev/operator/internal/index"
 )
 
+// namespaceRecheckInterval is how often an Entity whose namespace is taken,
+// or still terminating, looks at it again.
+const namespaceRecheckInterval = 15 * time.Second
+
 // EntityReconciler keeps an Entity's namespace, its RBAC and its usage rollup.
 type EntityReconciler struct {
 	client.Client
@@ -71,8 +75,14 @@ func (r *EntityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	}
 
 	ns, stalled, err := r.ensureNamespace(ctx, orig, entity)
-	if err != nil || stalled {
+	if err != nil {
 		return ctrl.Result{}, err
+	}
+	if stalled {
+		// A namespace in the way that is not an entity's (a squatter) is not in
+		// the cache, which holds entity namespaces only, so no event says it
+		// went: look again, once per interval, at one namespace by name.
+		return ctrl.Result{RequeueAfter: namespaceRecheckInterval}, nil
 	}
 	if err := r.ensureRBAC(ctx, entity, ns); err != nil {
 		return ctrl.Result{}, err

@@ -552,8 +552,7 @@ func TestRBACBindingsFollowRoles(t *testing.T) {
 	otherRoom := room(other, "lobby")
 	g.Expect(k8s.Create(ctx(), otherRoom)).To(Succeed())
 	pins := access{"get", "", "secrets", other, waitRoomPINs(g, otherRoom)}
-	nsP := platformNamespace(t, g)
-	carol := withRole(newUser(nsP, uniqueName("carol"), false), v1.RoleConcierge)
+	carol := withRole(newUser(ns, "carol", false), v1.RoleConcierge)
 	g.Expect(k8s.Create(ctx(), carol)).To(Succeed())
 	eventuallyAllowed(g, carol.Spec.Email, roomsEverywhere, true)
 	eventuallyAllowed(g, carol.Spec.Email, pins, true)
@@ -577,14 +576,14 @@ func TestRBACBindingsFollowRoles(t *testing.T) {
 	g.Expect(patch(k8s, carol, `{"spec":{"role":"Administrator"}}`)).To(Succeed())
 	eventuallyAllowed(g, carol.Spec.Email, roomsEverywhere, false)
 	eventuallyAllowed(g, carol.Spec.Email, pins, false)
-	eventuallyAllowed(g, carol.Spec.Email, access{"create", v1.GroupVersion.Group, "platformusers", nsP, ""}, true)
+	eventuallyAllowed(g, carol.Spec.Email, access{"create", v1.GroupVersion.Group, "platformusers", ns, ""}, true)
 
 	// A deleted concierge loses everything.
 	g.Expect(patch(k8s, carol, `{"spec":{"role":"Concierge"}}`)).To(Succeed())
 	eventuallyAllowed(g, carol.Spec.Email, roomsEverywhere, true)
 	g.Expect(k8s.Delete(ctx(), carol)).To(Succeed())
 	eventuallyAllowed(g, carol.Spec.Email, roomsEverywhere, false)
-	eventuallyAllowed(g, carol.Spec.Email, access{"create", v1.GroupVersion.Group, "platformusers", nsP, ""}, false)
+	eventuallyAllowed(g, carol.Spec.Email, access{"create", v1.GroupVersion.Group, "platformusers", ns, ""}, false)
 	g.Expect(bindingSubjects(g, concierges)).NotTo(ContainElement(carol.Spec.Email))
 }
 
@@ -623,8 +622,8 @@ func TestRBACUsernamePrefix(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.DefaultLicensePool}, Spec: v1.LicensePoolSpec{Licenses: ptr.To[int32](5)}}))
 	alice := withRole(newUser(ns, "alice", true), v1.RoleAdministrator)
 	at.expect("platform", "create an Administrator", accepted, asPat.Create(ctx(), alice))
-	nsP := platformNamespace(t, g)
-	carol := withRole(newUser(nsP, uniqueName("carol"), false), v1.RoleConcierge)
+	withPolicyPlatformEntity(t, g, ent.Name, ns)
+	carol := withRole(newUser(ns, "carol", false), v1.RoleConcierge)
 	at.expect("platform", "create a Concierge (platform admin group)", accepted, asPat.Create(ctx(), carol))
 
 	// The subjects carry the prefix; the bare address is nobody.
@@ -638,12 +637,12 @@ func TestRBACUsernamePrefix(t *testing.T) {
 	asAlice := impersonate(g, prefix+alice.Spec.Email)
 	at.expect("admin", "create a User", accepted, asAlice.Create(ctx(), newUser(ns, "dave", false)))
 	at.expect("admin", "create a Concierge", deniedByAdmission, asAlice.Create(ctx(), withRole(newUser(ns, "eve", false), v1.RoleConcierge)), "spec.role")
-	at.expect("admin", "create a Concierge in the platform entity", deniedByRBAC,
-		asAlice.Create(ctx(), withRole(newUser(nsP, uniqueName("eve"), false), v1.RoleConcierge)))
+	at.expect("admin", "create a Concierge in another entity", deniedByRBAC,
+		asAlice.Create(ctx(), withRole(newUser(platformNamespace(t, g), uniqueName("eve"), false), v1.RoleConcierge)))
 	at.expect("admin", "raise its licenses", deniedByRBAC, patch(asAlice, pool(ns), `{"spec":{"licenses":50}}`))
 	at.expect("bare", "create a User without the prefix", deniedByRBAC, impersonate(g, alice.Spec.Email).Create(ctx(), newUser(ns, "bare", false)))
 	asCarol := impersonate(g, prefix+carol.Spec.Email)
-	at.expect("concierge", "create a Concierge", accepted, asCarol.Create(ctx(), withRole(newUser(nsP, uniqueName("cora"), false), v1.RoleConcierge)))
+	at.expect("concierge", "create a Concierge", accepted, asCarol.Create(ctx(), withRole(newUser(ns, uniqueName("cora"), false), v1.RoleConcierge)))
 	at.expect("concierge", "create a VMR", accepted, asCarol.Create(ctx(), room(ns, "help-desk")))
 	at.expect("platform", "raise the licenses", accepted, patch(asPat, pool(ns), `{"spec":{"licenses":50}}`))
 	t.Logf("%d attempts: %d allowed, %d denied", at.allowed+at.denied, at.allowed, at.denied)
