@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "visio.dev/operator/api/v1alpha1"
+	"visio.dev/operator/internal/metrics"
 )
 
 // EntityReconciler keeps an Entity's namespace, its RBAC and its usage rollup.
@@ -38,6 +39,9 @@ type EntityReconciler struct {
 func (r *EntityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
 	entity := &v1.Entity{}
 	if err := r.Get(ctx, req.NamespacedName, entity); err != nil {
+		if apierrors.IsNotFound(err) {
+			metrics.ForgetEntity(req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	orig := entity.DeepCopy()
@@ -134,6 +138,7 @@ func (r *EntityReconciler) ensureNamespace(ctx context.Context, e *v1.Entity) (*
 // and room (whose own finalizers remove the backend rooms), then lets the
 // Entity go. Admission has already refused the deletion if it was protected.
 func (r *EntityReconciler) reconcileDelete(ctx context.Context, e *v1.Entity) (ctrl.Result, error) {
+	metrics.ForgetEntity(e.Name)
 	if !controllerutil.ContainsFinalizer(e, v1.EntityFinalizer) {
 		return ctrl.Result{}, nil
 	}
@@ -211,6 +216,7 @@ func (r *EntityReconciler) rollup(ctx context.Context, e *v1.Entity, namespace s
 		}
 	}
 	e.Status.Licenses, e.Status.Users, e.Status.VMRs = lic, uc, vc
+	metrics.ObserveEntity(e.Name, users.Items, vmrs.Items)
 	return nil
 }
 
