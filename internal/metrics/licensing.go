@@ -37,8 +37,11 @@ func ObservePool(ctx context.Context, reader client.Reader, pool *v1.LicensePool
 			revoked++
 		}
 	}
-	// The counter is created at zero, so that increase() sees the first revocation.
+	// The counters exist from zero on, so that increase() sees the first
+	// revocation or refusal of a pool, and a query finds its zeros.
 	revocations.With(l).Add(float64(revoked))
+	admissions.WithLabelValues(pool.Namespace, entity, pool.Name, ResultAdmitted)
+	admissions.WithLabelValues(pool.Namespace, entity, pool.Name, ResultRefused)
 }
 
 // entityOfNamespace returns the entity owning namespace, and removes the

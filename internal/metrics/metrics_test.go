@@ -67,8 +67,11 @@ visio_license_revocations_total{entity="a",licensepool="p",namespace="entity-a"}
 		t.Fatal(err)
 	}
 	ObservePool(context.Background(), c, pool, licensing.Allocation{})
-	if n := testutil.CollectAndCount(admissions); n != 0 {
-		t.Errorf("admissions of the old entity left: %d", n)
+	if admissions.DeleteLabelValues("entity-a", "a", "p", ResultRefused) {
+		t.Errorf("refusals of the old entity left")
+	}
+	if n := testutil.CollectAndCount(admissions); n != 2 {
+		t.Errorf("admission series = %d, want admitted and refused of the new entity", n)
 	}
 	if got := testutil.ToFloat64(poolUsed.WithLabelValues("entity-a", "b", "p")); got != 4 {
 		t.Errorf("used under the new entity = %v", got)
