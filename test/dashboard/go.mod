@@ -7,6 +7,8 @@ require (
 	visio.dev/operator v0.0.0
 )
 
+require golang.org/x/sync v0.24.0 // indirect
+
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
