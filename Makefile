@@ -40,6 +40,12 @@ run: ## Run the operator: on a local control plane, or on $KUBECONFIG's cluster 
 .PHONY: test
 test: $(HELM) ## Run all tests against a real kube-apiserver, etcd and kube-controller-manager.
 	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" HELM="$(HELM)" go test ./... -count=1 -timeout 45m $(TESTARGS)
+	cd test/dashboard && go test ./... -count=1
+
+.PHONY: test-monitoring
+test-monitoring: ## Check the chart's alerts with promtool (installs the Debian package prometheus when root) and its dashboard.
+	go test ./test/prometheus/ -count=1 -v
+	cd test/dashboard && go test ./... -count=1 -v
 
 ##@ Development
 
@@ -76,6 +82,7 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint.
 verify: manifests generate ## Fail when generated files are stale, code is unformatted or go.mod is untidy.
 	go mod tidy
 	cd hack/controlplane && GOFLAGS=-mod=mod go mod tidy
+	cd test/dashboard && go mod tidy
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed on:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	@git diff --exit-code -- . ':!bin' || { echo "generated files or go.mod are stale: run make manifests generate and go mod tidy, then commit"; exit 1; }
 	@test -z "$$(git status --porcelain --untracked-files=all -- config charts api)" || { echo "untracked generated files:"; git status --porcelain -- config charts api; exit 1; }

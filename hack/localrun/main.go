@@ -44,7 +44,7 @@ func run(args []string) error {
 	defer cancel()
 	if os.Getenv("KUBECONFIG") != "" {
 		fmt.Println("Running the operator against the cluster of KUBECONFIG =", os.Getenv("KUBECONFIG"))
-		return runManager(ctx, append([]string{"--metrics-bind-address=:8080", "--metrics-secure=false"}, args...), os.Environ())
+		return runManager(ctx, append([]string{"--metrics-bind-address=127.0.0.1:8080", "--metrics-secure=false"}, args...), os.Environ())
 	}
 
 	assets, err := output("hack/controlplane.sh")
@@ -123,7 +123,7 @@ func run(args []string) error {
 
 	wo := env.WebhookInstallOptions
 	managerArgs := append([]string{
-		"--kubeconfig=" + operatorKubeconfigPath, "--metrics-bind-address=:8080", "--metrics-secure=false",
+		"--kubeconfig=" + operatorKubeconfigPath, "--metrics-bind-address=127.0.0.1:8080", "--metrics-secure=false",
 		fmt.Sprintf("--webhook-port=%d", wo.LocalServingPort), "--webhook-cert-dir=" + wo.LocalServingCertDir,
 	}, args...)
 

@@ -20,6 +20,7 @@ import (
 
 	v1 "visio.dev/operator/api/v1alpha1"
 	"visio.dev/operator/internal/index"
+	"visio.dev/operator/internal/metrics"
 )
 
 // namespaceRecheckInterval is how often an Entity whose namespace is taken,
@@ -50,6 +51,9 @@ type EntityReconciler struct {
 func (r *EntityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
 	entity := &v1.Entity{}
 	if err := r.Get(ctx, req.NamespacedName, entity); err != nil {
+		if apierrors.IsNotFound(err) {
+			metrics.ForgetEntity(req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	orig := entity.DeepCopy()
@@ -183,6 +187,7 @@ func (r *EntityReconciler) ensureNamespace(ctx context.Context, orig, e *v1.Enti
 // gone or spec.deletionProtection is set to false: user and room deletions
 // and the spec change all bring it back here.
 func (r *EntityReconciler) reconcileDelete(ctx context.Context, e *v1.Entity) (ctrl.Result, error) {
+	metrics.ForgetEntity(e.Name)
 	if !controllerutil.ContainsFinalizer(e, v1.EntityFinalizer) {
 		return ctrl.Result{}, nil
 	}
@@ -308,6 +313,7 @@ func (r *EntityReconciler) rollup(ctx context.Context, e *v1.Entity, namespace s
 		}
 	}
 	e.Status.Licenses, e.Status.Users, e.Status.VMRs = lic, uc, vc
+	metrics.ObserveEntity(e.Name, users.Items, vmrs.Items)
 	return nil
 }
 

@@ -26,6 +26,7 @@ import (
 	"visio.dev/operator/internal/email"
 	"visio.dev/operator/internal/index"
 	"visio.dev/operator/internal/licensing"
+	"visio.dev/operator/internal/metrics"
 )
 
 // LicensePoolReconciler is the authority on named licenses. Its work item is a
@@ -132,6 +133,7 @@ func (r *LicensePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	r.recordUserEvents(users, alloc, pool, req.Name, capacity)
 
 	if pool == nil {
+		metrics.ForgetPool(req.Namespace, req.Name)
 		return ctrl.Result{}, nil
 	}
 	return r.updatePoolStatus(ctx, pool, alloc, capacity, nextExpiry, users, now, place)
@@ -227,6 +229,7 @@ func (r *LicensePoolReconciler) updatePoolStatus(ctx context.Context, pool *v1.L
 	if err := patchStatusIfChanged(ctx, r.Client, orig, pool, &orig.Status, &pool.Status); err != nil {
 		return ctrl.Result{}, err
 	}
+	metrics.ObservePool(ctx, r.Client, pool, alloc)
 	return ctrl.Result{RequeueAfter: requeue}, nil
 }
 

@@ -30,6 +30,7 @@ import (
 	"visio.dev/operator/internal/backend"
 	"visio.dev/operator/internal/entityns"
 	"visio.dev/operator/internal/index"
+	"visio.dev/operator/internal/metrics"
 )
 
 // VMRReconciler provisions permanent virtual meeting rooms in the backend and
@@ -96,17 +97,21 @@ func (r *VMRReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ct
 	if err := r.Get(ctx, req.NamespacedName, vmr); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.rooms.forget(req.NamespacedName)
+			metrics.ForgetRoom(req.NamespacedName)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("cannot read room: %w", err)
 	}
 	orig := vmr.DeepCopy()
+	metrics.RoomSeen(vmr, r.clock.Now())
 	defer func() {
 		if retErr != nil && !isTerminal(retErr) && !isBackendFailure(retErr) {
 			setFailed(&vmr.Status.StatusBase, vmr.Generation, retErr)
 		}
 		if err := patchStatusIfChanged(ctx, r.Client, orig, vmr, &orig.Status, &vmr.Status); err != nil && retErr == nil {
 			retErr = err
+		} else if err == nil {
+			metrics.RoomStatusWritten(r.Backend.Name(), orig, vmr, r.clock.Now())
 		}
 	}()
 	// Events are sent on transitions only: a room stuck on the same problem

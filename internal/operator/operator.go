@@ -22,6 +22,7 @@ import (
 	"visio.dev/operator/internal/backend"
 	"visio.dev/operator/internal/controller"
 	"visio.dev/operator/internal/index"
+	"visio.dev/operator/internal/metrics"
 	"visio.dev/operator/internal/webhook"
 )
 
@@ -91,6 +92,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	}
 	if err := index.Setup(ctx, mgr.GetFieldIndexer()); err != nil {
 		return fmt.Errorf("cannot register cache indexes: %w", err)
+	}
+	if err := metrics.ForgetDeleted(ctx, mgr.GetCache()); err != nil {
+		return err
 	}
 	rbac := controller.RBACOptions{UsernamePrefix: o.UsernamePrefix}
 	recorder := func(name string) controller.EventRecorder { return mgr.GetEventRecorder(name) }

@@ -16,6 +16,7 @@ import (
 
 	v1 "visio.dev/operator/api/v1alpha1"
 	"visio.dev/operator/internal/index"
+	"visio.dev/operator/internal/metrics"
 )
 
 // licenseReserver admits a user into a Deny pool only if a license is free,
@@ -61,8 +62,9 @@ var reserveBackoff = wait.Backoff{Steps: 16, Duration: 10 * time.Millisecond, Fa
 // reserve returns a field error when the user cannot be activated in its pool,
 // and otherwise records a reservation (unless dryRun).
 // generation is the generation u will have once stored.
-func (r *licenseReserver) reserve(ctx context.Context, u *v1.PlatformUser, generation int64, entity string, dryRun bool) (*field.Error, error) {
+func (r *licenseReserver) reserve(ctx context.Context, u *v1.PlatformUser, generation int64, entity string, dryRun bool) (refusal *field.Error, err error) {
 	key := types.NamespacedName{Namespace: u.Namespace, Name: u.PoolName()}
+	defer func() { countAdmission(key, entity, dryRun, refusal, err) }()
 	// A Queue pool admits everyone: its users wait for a license instead. The
 	// cached copy is enough to tell, which spares a burst into a Queue pool
 	// the live read and the per-pool lock. A pool switched to Deny a moment
@@ -72,8 +74,7 @@ func (r *licenseReserver) reserve(ctx context.Context, u *v1.PlatformUser, gener
 		return nil, nil
 	}
 	defer r.lock(key)()
-	var refusal *field.Error
-	err := retry.OnError(reserveBackoff, apierrors.IsConflict, func() error {
+	err = retry.OnError(reserveBackoff, apierrors.IsConflict, func() error {
 		var err error
 		refusal, err = r.tryReserve(ctx, key, u.Name, generation, entity, dryRun)
 		return err
@@ -170,4 +171,16 @@ func setReservation(pool *v1.LicensePool, res v1.LicenseReservation) {
 		}
 	}
 	pool.Status.Reservations = append(pool.Status.Reservations, res)
+}
+
+// countAdmission counts what admission decided about a license: admitted, or
+// refused because the pool was full. Not counted: dry runs (they take no
+// license and a client may repeat them at will), a pool that does not exist
+// (a mistyped name is an invalid request, and would make a series of any
+// name) and failures to decide.
+func countAdmission(pool types.NamespacedName, entity string, dryRun bool, refusal *field.Error, err error) {
+	if dryRun || err != nil || refusal != nil && refusal.Type != field.ErrorTypeForbidden {
+		return
+	}
+	metrics.LicenseAdmission(pool.Namespace, entity, pool.Name, refusal == nil)
 }

@@ -31,6 +31,7 @@ import (
 	"strings"
 
 	"visio.dev/operator/internal/backend"
+	"visio.dev/operator/internal/metrics"
 )
 
 // RefPrefix starts every reference this backend hands out.
@@ -46,11 +47,14 @@ var _ backend.Backend = (*Backend)(nil)
 func New() *Backend { return &Backend{} }
 
 // Name implements backend.Backend.
-func (*Backend) Name() string { return "embedded" }
+func (*Backend) Name() string { return name }
+
+const name = "embedded"
 
 // Find implements backend.Backend. It always reports ErrNotFound: the VMR
 // status is the record, and no room exists anywhere else to be adopted.
-func (*Backend) Find(ctx context.Context, key string) (string, *backend.Room, error) {
+func (*Backend) Find(ctx context.Context, key string) (_ string, _ *backend.Room, err error) {
+	defer func() { metrics.BackendCall(name, metrics.OpFind, err) }()
 	if err := ctx.Err(); err != nil {
 		return "", nil, err
 	}
@@ -60,7 +64,8 @@ func (*Backend) Find(ctx context.Context, key string) (string, *backend.Room, er
 // Get implements backend.Backend. A nil room with a nil error means the room
 // exists and there is no external state to compare it with, so it always
 // matches what is desired.
-func (*Backend) Get(ctx context.Context, ref string) (*backend.Room, error) {
+func (*Backend) Get(ctx context.Context, ref string) (_ *backend.Room, err error) {
+	defer func() { metrics.BackendCall(name, metrics.OpGet, err) }()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -73,7 +78,8 @@ func (*Backend) Get(ctx context.Context, ref string) (*backend.Room, error) {
 // Create implements backend.Backend. The reference depends on the key only, so
 // a repeated creation returns the same reference, as the interface requires of
 // a room that already exists with our key.
-func (*Backend) Create(ctx context.Context, room backend.Room) (string, error) {
+func (*Backend) Create(ctx context.Context, room backend.Room) (_ string, err error) {
+	defer func() { metrics.BackendCall(name, metrics.OpCreate, err) }()
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
@@ -86,7 +92,8 @@ func (*Backend) Create(ctx context.Context, room backend.Room) (string, error) {
 // Update implements backend.Backend: there is nothing to change outside
 // Kubernetes. A reference made by another backend is reported as ErrNotFound,
 // as Get does, so that the room is created here instead.
-func (*Backend) Update(ctx context.Context, ref string, _ backend.Room) error {
+func (*Backend) Update(ctx context.Context, ref string, _ backend.Room) (err error) {
+	defer func() { metrics.BackendCall(name, metrics.OpUpdate, err) }()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -99,7 +106,8 @@ func (*Backend) Update(ctx context.Context, ref string, _ backend.Room) error {
 // Delete implements backend.Backend. It succeeds whatever the reference:
 // deleting a room that is gone is success, and an embedded room goes with its
 // VMR.
-func (*Backend) Delete(ctx context.Context, _ string) error {
+func (*Backend) Delete(ctx context.Context, _ string) (err error) {
+	defer func() { metrics.BackendCall(name, metrics.OpDelete, err) }()
 	return ctx.Err()
 }
 

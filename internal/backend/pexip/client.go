@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"visio.dev/operator/internal/backend"
+	"visio.dev/operator/internal/metrics"
 )
 
 // Config configures a Client.
@@ -154,6 +155,7 @@ func (c *Client) Name() string { return "pexip" }
 // reported as an error rather than resolved: only an administrator can tell
 // which one is in use.
 func (c *Client) Find(ctx context.Context, key string) (string, *backend.Room, error) {
+	ctx = metrics.WithOperation(ctx, metrics.OpFind)
 	conf, err := c.findByTag(ctx, key)
 	if err != nil {
 		return "", nil, err
@@ -163,6 +165,7 @@ func (c *Client) Find(ctx context.Context, key string) (string, *backend.Room, e
 
 // Get implements backend.Backend.
 func (c *Client) Get(ctx context.Context, ref string) (*backend.Room, error) {
+	ctx = metrics.WithOperation(ctx, metrics.OpGet)
 	id, err := parseRef(ref)
 	if err != nil {
 		return nil, err
@@ -185,6 +188,7 @@ func (c *Client) Get(ctx context.Context, ref string) (*backend.Room, error) {
 // its reference together with an error wrapping backend.ErrConflict: calling
 // Create again finds it by key and tries the missing aliases again.
 func (c *Client) Create(ctx context.Context, room backend.Room) (string, error) {
+	ctx = metrics.WithOperation(ctx, metrics.OpCreate)
 	if err := validateRoom(room); err != nil {
 		return "", err
 	}
@@ -233,6 +237,7 @@ func (c *Client) Create(ctx context.Context, room backend.Room) (string, error) 
 // Update implements backend.Backend: only differing fields are written, then
 // aliases are made to match exactly (missing ones created, others deleted).
 func (c *Client) Update(ctx context.Context, ref string, room backend.Room) error {
+	ctx = metrics.WithOperation(ctx, metrics.OpUpdate)
 	id, err := parseRef(ref)
 	if err != nil {
 		return err
@@ -278,6 +283,7 @@ func (c *Client) update(ctx context.Context, conf conference, room backend.Room)
 // conference. A reference made by another backend (the operator used to run
 // with the embedded one) names no room here, so deleting it succeeds.
 func (c *Client) Delete(ctx context.Context, ref string) error {
+	ctx = metrics.WithOperation(ctx, metrics.OpDelete)
 	id, err := parseRef(ref)
 	if errors.Is(err, backend.ErrNotFound) {
 		return nil // made by another backend: there is no such room here

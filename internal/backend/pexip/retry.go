@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"visio.dev/operator/internal/metrics"
 )
 
 // maxResponseBytes bounds what one answer may make us hold in memory.
@@ -112,10 +114,12 @@ func (c *Client) attempt(ctx context.Context, method, target string, payload []b
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		metrics.BackendHTTPRequest(ctx, c.Name(), 0, err)
 		return nil, err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	metrics.BackendHTTPRequest(ctx, c.Name(), resp.StatusCode, err)
 	if err != nil {
 		return nil, err
 	}
