@@ -14,6 +14,11 @@ CONTROLLER_GEN  ?= $(TOOLS_CACHE)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 GOLANGCI_LINT   ?= $(TOOLS_CACHE)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 HELM            ?= $(TOOLS_CACHE)/helm-$(HELM_VERSION)
 
+# The operator's version (from git: the tag without its v, else the commit) and image.
+VERSION ?= $(shell v=$$(git describe --tags --always --dirty --match 'v*' 2>/dev/null) && echo "$${v#v}" || echo dev)
+IMG     ?= ghcr.io/visio-dev/visio-operator:$(VERSION)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
 # Extra manager flags for `make run`, e.g. ARGS="--vmr-backend=pexip ...".
 ARGS ?=
 # Extra `go test` flags, e.g. TESTARGS="-run TestLicense -v".
@@ -102,7 +107,13 @@ controlplane: ## Build (or find cached) the control-plane binaries and print the
 
 .PHONY: build
 build: ## Build the manager binary.
-	go build -o $(LOCALBIN)/manager ./cmd
+	go build -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/manager ./cmd
+
+.PHONY: image
+image: ## Build the operator image into bin/visio-operator-image.tar (no Docker daemon, no registry).
+	CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/linux/manager ./cmd
+	go run ./hack/image -binary $(LOCALBIN)/linux/manager -tag "$(IMG)" -version "$(VERSION)" \
+		-revision "$$(git rev-parse HEAD)" -created "$$(git log -1 --format=%cI)" -o $(LOCALBIN)/visio-operator-image.tar
 
 ##@ Tools
 

@@ -3,9 +3,13 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -27,7 +31,12 @@ import (
 	"visio.dev/operator/internal/backend/embedded"
 	"visio.dev/operator/internal/backend/pexip"
 	"visio.dev/operator/internal/operator"
+	"visio.dev/operator/internal/servingcert"
 )
+
+// version is the operator's version, set at build time with
+// -ldflags "-X main.version=..." (make build, make image, the Dockerfile).
+var version = "dev"
 
 func main() {
 	if err := run(); err != nil {
@@ -44,8 +53,12 @@ func run() error {
 		webhookPort                                      int
 		adminGroups                                      string
 		vmrBackend, pexipURL, pexipCredsDir, idRange     string
+		pexipCAFile                                      string
 		o                                                operator.Options
+		printVersion                                     bool
+		cert                                             servingcert.Options
 	)
+	flag.BoolVar(&printVersion, "version", false, "Print the version and exit.")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address of the metrics endpoint (\"0\" disables it).")
 	flag.BoolVar(&metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS, to authenticated and authorised clients only.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
@@ -53,6 +66,11 @@ func run() error {
 	flag.StringVar(&leaderNS, "leader-election-namespace", "", "Namespace of the leader election lease (default: the pod's).")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory holding tls.crt and tls.key for the webhook server.")
+	flag.StringVar(&cert.SecretName, "webhook-cert-secret", "", "Manage the webhook serving certificate in this Secret: generate it, renew it and inject its CA into the webhook configuration (empty: read it from --webhook-cert-dir).")
+	flag.StringVar(&cert.Namespace, "webhook-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the webhook Service and certificate Secret (default: $POD_NAMESPACE).")
+	flag.StringVar(&cert.ServiceName, "webhook-service", "visio-operator-webhook", "Name of the webhook Service, for the certificate's DNS names.")
+	flag.StringVar(&cert.WebhookConfigurationName, "webhook-configuration", "visio-operator", "Name of the ValidatingWebhookConfiguration that receives the CA.")
+	flag.DurationVar(&cert.CertValidity, "webhook-cert-validity", 365*24*time.Hour, "Validity of a generated serving certificate; renewed when a third is left.")
 	flag.BoolVar(&enableWebhooks, "enable-webhooks", true, "Serve the admission webhooks (they need a serving certificate in --webhook-cert-dir).")
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Serve HTTP/2 on the metrics and webhook servers (off: CVE-2023-44487 and CVE-2023-39325).")
 	flag.StringVar(&o.UsernamePrefix, "rbac-username-prefix", "", "Prefix of PlatformUser emails in RBAC subjects; match the API server's --oidc-username-prefix.")
@@ -62,6 +80,7 @@ func run() error {
 	flag.StringVar(&vmrBackend, "vmr-backend", "embedded", "Room backend: embedded (the operator is the registry) or pexip.")
 	flag.StringVar(&pexipURL, "pexip-url", "", "Base URL of the Pexip Infinity management node (with --vmr-backend=pexip).")
 	flag.StringVar(&pexipCredsDir, "pexip-credentials-dir", "", "Directory with files username and password for the Pexip API (a mounted Secret).")
+	flag.StringVar(&pexipCAFile, "pexip-ca-file", "", "PEM file of CA certificates trusted for the Pexip API, besides the system's (a private CA).")
 	flag.StringVar(&idRange, "numeric-id-range", "100000-999999", "Range of generated room numbers, MIN-MAX (4 to 12 digits).")
 	flag.StringVar(&o.JoinBaseURL, "join-base-url", "https://visio.example/join/", "Base of the rooms' join URL; the room number is appended.")
 	flag.StringVar(&o.SIPDomain, "sip-domain", "visio.example", "SIP domain of the rooms' SIP URI.")
@@ -70,6 +89,10 @@ func run() error {
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	if printVersion {
+		fmt.Println("visio-operator", version)
+		return nil
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	setupLog := ctrl.Log.WithName("setup")
 
@@ -78,7 +101,7 @@ func run() error {
 	if o.NumericIDMin, o.NumericIDMax, err = parseRange(idRange); err != nil {
 		return fmt.Errorf("--numeric-id-range: %w", err)
 	}
-	if o.Backend, err = newBackend(vmrBackend, pexipURL, pexipCredsDir, o.BackendTimeout); err != nil {
+	if o.Backend, err = newBackend(vmrBackend, pexipURL, pexipCredsDir, pexipCAFile, o.BackendTimeout); err != nil {
 		return err
 	}
 
@@ -90,6 +113,18 @@ func run() error {
 	if !enableHTTP2 {
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
 	}
+	webhookTLSOpts := tlsOpts
+	var keeper *servingcert.Keeper // set up below, once the manager exists, before it starts the server
+	manageCert := enableWebhooks && cert.SecretName != ""
+	if manageCert {
+		webhookTLSOpts = append(append([]func(*tls.Config){}, tlsOpts...), func(c *tls.Config) {
+			c.GetCertificate = func(h *tls.ClientHelloInfo) (*tls.Certificate, error) { return keeper.GetCertificate(h) }
+		})
+		if webhookCertDir == "" {
+			webhookCertDir = os.TempDir() + "/k8s-webhook-server/serving-certs"
+		}
+		cert.CertDir = webhookCertDir
+	}
 	metricsOpts := metricsserver.Options{BindAddress: metricsAddr, SecureServing: metricsSecure, TLSOpts: tlsOpts}
 	if metricsSecure {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
@@ -98,7 +133,7 @@ func run() error {
 		Scheme:                        scheme,
 		Cache:                         operator.CacheOptions(),
 		Metrics:                       metricsOpts,
-		WebhookServer:                 webhook.NewServer(webhook.Options{Port: webhookPort, CertDir: webhookCertDir, TLSOpts: tlsOpts}),
+		WebhookServer:                 webhook.NewServer(webhook.Options{Port: webhookPort, CertDir: webhookCertDir, TLSOpts: webhookTLSOpts}),
 		HealthProbeBindAddress:        probeAddr,
 		LeaderElection:                leaderElect,
 		LeaderElectionID:              "visio-operator.tenancy.visio.dev",
@@ -109,6 +144,11 @@ func run() error {
 		return fmt.Errorf("cannot create manager: %w", err)
 	}
 	o.DisableWebhooks = !enableWebhooks
+	if manageCert {
+		if keeper, err = servingcert.Setup(mgr, cert, ctrl.Log.WithName("webhook-cert")); err != nil {
+			return err
+		}
+	}
 	ctx := ctrl.SetupSignalHandler()
 	if err := operator.Setup(ctx, mgr, o); err != nil {
 		return err
@@ -116,18 +156,33 @@ func run() error {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	ready := healthz.Ping
-	if enableWebhooks {
-		ready = mgr.GetWebhookServer().StartedChecker()
-	}
-	if err := mgr.AddReadyzCheck("readyz", ready); err != nil {
+	// Ready once the caches are synced and, with webhooks, once the server
+	// answers with a certificate whose CA the API server has.
+	if err := mgr.AddReadyzCheck("informers", func(r *http.Request) error {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return errors.New("caches not synced yet")
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
-	setupLog.Info("Starting manager", "backend", o.Backend.Name())
+	if enableWebhooks {
+		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+			return err
+		}
+	}
+	if keeper != nil {
+		if err := mgr.AddReadyzCheck("webhook-certificate", keeper.ReadyCheck); err != nil {
+			return err
+		}
+	}
+	setupLog.Info("Starting manager", "version", version, "backend", o.Backend.Name())
 	return mgr.Start(ctx)
 }
 
-func newBackend(kind, url, credsDir string, timeout time.Duration) (backend.Backend, error) {
+func newBackend(kind, url, credsDir, caFile string, timeout time.Duration) (backend.Backend, error) {
 	switch kind {
 	case "embedded":
 		return embedded.New(), nil
@@ -139,9 +194,33 @@ func newBackend(kind, url, credsDir string, timeout time.Duration) (backend.Back
 		if err != nil {
 			return nil, err
 		}
-		return pexip.New(pexip.Config{URL: url, Username: user, Password: pass, RequestTimeout: max(timeout/4, time.Second)}) // room for retries within one backend call
+		cfg := pexip.Config{URL: url, Username: user, Password: pass, RequestTimeout: max(timeout/4, time.Second)} // room for retries within one backend call
+		if caFile != "" {
+			if cfg.HTTPClient, err = clientTrusting(caFile); err != nil {
+				return nil, err
+			}
+		}
+		return pexip.New(cfg)
 	}
 	return nil, fmt.Errorf("--vmr-backend: unknown backend %q (embedded or pexip)", kind)
+}
+
+// clientTrusting is an HTTP client that trusts the system's CAs and those of caFile.
+func clientTrusting(caFile string) (*http.Client, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--pexip-ca-file: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--pexip-ca-file: no PEM certificate in %s", caFile)
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: t}, nil
 }
 
 func parseRange(s string) (uint64, uint64, error) {
