@@ -43,8 +43,13 @@ run: ## Run the operator: on a local control plane, or on $KUBECONFIG's cluster 
 	go run ./hack/localrun -- $(ARGS)
 
 .PHONY: test
-test: $(HELM) ## Run all tests against a real kube-apiserver, etcd and kube-controller-manager.
+test: $(HELM) ## Run all tests against a real kube-apiserver, etcd and kube-controller-manager, then on a real node.
 	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" HELM="$(HELM)" go test ./... -count=1 -timeout 45m $(TESTARGS)
+	HELM="$(HELM)" hack/e2e/e2e.sh
+
+.PHONY: test-e2e
+test-e2e: $(HELM) ## Install the image with the chart on a real node (kubelet, containerd) and test it there (root on Linux).
+	HELM="$(HELM)" hack/e2e/e2e.sh
 
 ##@ Development
 
@@ -52,8 +57,8 @@ test: $(HELM) ## Run all tests against a real kube-apiserver, etcd and kube-cont
 manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook configuration; copy the CRDs into the chart.
 	$(CONTROLLER_GEN) rbac:roleName=visio-operator-manager crd webhook paths="./..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
-	mkdir -p charts/visio-operator/templates/crds
-	cp config/crd/bases/*.yaml charts/visio-operator/templates/crds/
+	mkdir -p charts/visio-operator/files/crds
+	cp config/crd/bases/*.yaml charts/visio-operator/files/crds/
 	cp config/rbac/roles.yaml charts/visio-operator/templates/platform-roles.yaml
 	cp config/rbac/role.yaml charts/visio-operator/templates/manager-role.yaml
 
