@@ -167,7 +167,6 @@ func TestUninstallKeepsData(t *testing.T) {
 	run(t, helm, "uninstall", release, "-n", namespace, "--wait", "--timeout", "3m")
 	for _, crd := range []string{"entities", "licensepools", "platformusers", "vmrs"} {
 		c := &apiextensionsv1.CustomResourceDefinition{}
-		c.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
 		g.Expect(k8s.Get(ctx(), client.ObjectKey{Name: crd + ".tenancy.visio.dev"}, c)).To(Succeed(), "CRD %s kept", crd)
 	}
 	g.Expect(count()).To(Equal(before))
