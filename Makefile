@@ -14,6 +14,11 @@ CONTROLLER_GEN  ?= $(TOOLS_CACHE)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 GOLANGCI_LINT   ?= $(TOOLS_CACHE)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 HELM            ?= $(TOOLS_CACHE)/helm-$(HELM_VERSION)
 
+# The operator's version (from git: the tag without its v, else the commit) and image.
+VERSION ?= $(shell v=$$(git describe --tags --always --dirty --match 'v*' 2>/dev/null) && echo "$${v#v}" || echo dev)
+IMG     ?= ghcr.io/visio-dev/visio-operator:$(VERSION)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
 # Extra manager flags for `make run`, e.g. ARGS="--vmr-backend=pexip ...".
 ARGS ?=
 # Extra `go test` flags, e.g. TESTARGS="-run TestLicense -v".
@@ -38,9 +43,14 @@ run: ## Run the operator: on a local control plane, or on $KUBECONFIG's cluster 
 	go run ./hack/localrun -- $(ARGS)
 
 .PHONY: test
-test: $(HELM) ## Run all tests against a real kube-apiserver, etcd and kube-controller-manager.
+test: $(HELM) ## Run all tests against a real kube-apiserver, etcd and kube-controller-manager, then on a real node.
 	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" HELM="$(HELM)" go test ./... -count=1 -timeout 45m $(TESTARGS)
 	cd test/dashboard && go test ./... -count=1
+	@if [ -n "$(TESTARGS)" ]; then echo "make test: TESTARGS is set, so the real-node stage is left out (make test-e2e runs it)"; else HELM="$(HELM)" hack/e2e/e2e.sh; fi
+
+.PHONY: test-e2e
+test-e2e: $(HELM) ## Install the image with the chart on a real node (kubelet, containerd) and test it there (root on Linux).
+	HELM="$(HELM)" hack/e2e/e2e.sh
 
 .PHONY: test-monitoring
 test-monitoring: ## Check the chart's alerts with promtool (installs the Debian package prometheus when root) and its dashboard.
@@ -53,8 +63,8 @@ test-monitoring: ## Check the chart's alerts with promtool (installs the Debian 
 manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook configuration; copy them and the admission policies into the chart.
 	$(CONTROLLER_GEN) rbac:roleName=visio-operator-manager crd webhook paths="./..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
-	mkdir -p charts/visio-operator/templates/crds
-	cp config/crd/bases/*.yaml charts/visio-operator/templates/crds/
+	mkdir -p charts/visio-operator/files/crds
+	cp config/crd/bases/*.yaml charts/visio-operator/files/crds/
 	cp config/rbac/roles.yaml charts/visio-operator/templates/platform-roles.yaml
 	cp config/rbac/role.yaml charts/visio-operator/templates/manager-role.yaml
 	sed -e 's/namespace: visio-system/namespace: {{ .Release.Namespace }}/' \
@@ -118,8 +128,14 @@ controlplane: ## Build (or find cached) the control-plane binaries and print the
 
 .PHONY: build
 build: ## Build the manager binary and the kubectl plugin (bin/manager, bin/kubectl-visio).
-	go build -o $(LOCALBIN)/manager ./cmd
-	go build -o $(LOCALBIN)/kubectl-visio ./cmd/kubectl-visio
+	go build -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/manager ./cmd
+	go build -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/kubectl-visio ./cmd/kubectl-visio
+
+.PHONY: image
+image: ## Build the operator image into bin/visio-operator-image.tar (no Docker daemon, no registry).
+	CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/linux/manager ./cmd
+	go run ./hack/image -binary $(LOCALBIN)/linux/manager -tag "$(IMG)" -version "$(VERSION)" \
+		-revision "$$(git rev-parse HEAD)" -created "$$(git log -1 --format=%cI)" -o $(LOCALBIN)/visio-operator-image.tar
 
 ##@ Tools
 

@@ -3,10 +3,14 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
+	"time"
 	_ "time/tzdata" // time zones are checked at admission, whatever the image ships
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -21,7 +25,12 @@ import (
 
 	v1 "visio.dev/operator/api/v1alpha1"
 	"visio.dev/operator/internal/operator"
+	"visio.dev/operator/internal/servingcert"
 )
+
+// version is the operator's version, set at build time with
+// -ldflags "-X main.version=..." (make build, make image, the Dockerfile).
+var version = "dev"
 
 func main() {
 	if err := run(); err != nil {
@@ -38,7 +47,10 @@ func run() error {
 		webhookPort                                      int
 		o                                                operator.Options
 		backendOpts                                      operator.BackendOptions
+		printVersion                                     bool
+		cert                                             servingcert.Options
 	)
+	flag.BoolVar(&printVersion, "version", false, "Print the version and exit.")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address of the metrics endpoint (\"0\" disables it).")
 	flag.BoolVar(&metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS, to authenticated and authorised clients only.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
@@ -46,6 +58,11 @@ func run() error {
 	flag.StringVar(&leaderNS, "leader-election-namespace", "", "Namespace of the leader election lease (default: the pod's).")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory holding tls.crt and tls.key for the webhook server.")
+	flag.StringVar(&cert.SecretName, "webhook-cert-secret", "", "Manage the webhook serving certificate in this Secret: generate it, renew it and inject its CA into the webhook configuration (empty: read it from --webhook-cert-dir).")
+	flag.StringVar(&cert.Namespace, "webhook-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the webhook Service and certificate Secret (default: $POD_NAMESPACE).")
+	flag.StringVar(&cert.ServiceName, "webhook-service", "visio-operator-webhook", "Name of the webhook Service, for the certificate's DNS names.")
+	flag.StringVar(&cert.WebhookConfigurationName, "webhook-configuration", "visio-operator", "Name of the ValidatingWebhookConfiguration that receives the CA.")
+	flag.DurationVar(&cert.CertValidity, "webhook-cert-validity", 365*24*time.Hour, "Validity of a generated serving certificate; renewed when a third is left.")
 	flag.BoolVar(&enableWebhooks, "enable-webhooks", true, "Serve the admission webhooks (they need a serving certificate in --webhook-cert-dir).")
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Serve HTTP/2 on the metrics and webhook servers (off: CVE-2023-44487 and CVE-2023-39325).")
 	o.BindFlags(flag.CommandLine)
@@ -53,6 +70,10 @@ func run() error {
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	if printVersion {
+		fmt.Println("visio-operator", version)
+		return nil
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	setupLog := ctrl.Log.WithName("setup")
 
@@ -73,6 +94,18 @@ func run() error {
 	if !enableHTTP2 {
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
 	}
+	webhookTLSOpts := tlsOpts
+	var keeper *servingcert.Keeper // set up below, once the manager exists, before it starts the server
+	manageCert := enableWebhooks && cert.SecretName != ""
+	if manageCert {
+		webhookTLSOpts = append(append([]func(*tls.Config){}, tlsOpts...), func(c *tls.Config) {
+			c.GetCertificate = func(h *tls.ClientHelloInfo) (*tls.Certificate, error) { return keeper.GetCertificate(h) }
+		})
+		if webhookCertDir == "" {
+			webhookCertDir = os.TempDir() + "/k8s-webhook-server/serving-certs"
+		}
+		cert.CertDir = webhookCertDir
+	}
 	metricsOpts := metricsserver.Options{BindAddress: metricsAddr, SecureServing: metricsSecure, TLSOpts: tlsOpts}
 	if metricsSecure {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
@@ -81,7 +114,7 @@ func run() error {
 		Scheme:                        scheme,
 		Cache:                         operator.CacheOptions(),
 		Metrics:                       metricsOpts,
-		WebhookServer:                 webhook.NewServer(webhook.Options{Port: webhookPort, CertDir: webhookCertDir, TLSOpts: tlsOpts}),
+		WebhookServer:                 webhook.NewServer(webhook.Options{Port: webhookPort, CertDir: webhookCertDir, TLSOpts: webhookTLSOpts}),
 		HealthProbeBindAddress:        probeAddr,
 		LeaderElection:                leaderElect,
 		LeaderElectionID:              "visio-operator.tenancy.visio.dev",
@@ -91,6 +124,11 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("cannot create manager: %w", err)
 	}
+	if manageCert {
+		if keeper, err = servingcert.Setup(mgr, cert, ctrl.Log.WithName("webhook-cert")); err != nil {
+			return err
+		}
+	}
 	ctx := ctrl.SetupSignalHandler()
 	if err := operator.Setup(ctx, mgr, o); err != nil {
 		return err
@@ -98,13 +136,28 @@ func run() error {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	ready := healthz.Ping
-	if enableWebhooks {
-		ready = mgr.GetWebhookServer().StartedChecker()
-	}
-	if err := mgr.AddReadyzCheck("readyz", ready); err != nil {
+	// Ready once the caches are synced and, with webhooks, once the server
+	// answers with a certificate whose CA the API server has.
+	if err := mgr.AddReadyzCheck("informers", func(r *http.Request) error {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return errors.New("caches not synced yet")
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
-	setupLog.Info("Starting manager", "backend", o.Backend.Name())
+	if enableWebhooks {
+		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+			return err
+		}
+	}
+	if keeper != nil {
+		if err := mgr.AddReadyzCheck("webhook-certificate", keeper.ReadyCheck); err != nil {
+			return err
+		}
+	}
+	setupLog.Info("Starting manager", "version", version, "backend", o.Backend.Name())
 	return mgr.Start(ctx)
 }

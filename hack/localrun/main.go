@@ -1,5 +1,5 @@
 // Command localrun is `make run`: it runs the operator against $KUBECONFIG's
-// cluster when set, and otherwise on a local control plane (etcd,
+// cluster when set (see runOnCluster), and otherwise on a local control plane (etcd,
 // kube-apiserver and kube-controller-manager built by hack/controlplane.sh)
 // that it starts, with what the chart installs apart from the Deployment (the
 // CRDs, the webhook configuration, the admission policies, the shipped
@@ -42,9 +42,9 @@ func run(args []string) error {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	if os.Getenv("KUBECONFIG") != "" {
-		fmt.Println("Running the operator against the cluster of KUBECONFIG =", os.Getenv("KUBECONFIG"))
-		return runManager(ctx, append([]string{"--metrics-bind-address=127.0.0.1:8080", "--metrics-secure=false"}, args...), os.Environ())
+	if kc := os.Getenv("KUBECONFIG"); kc != "" {
+		fmt.Println("Running the operator against the cluster of KUBECONFIG =", kc)
+		return runOnCluster(ctx, args)
 	}
 
 	assets, err := output("hack/controlplane.sh")

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// runOnCluster runs the operator against $KUBECONFIG's cluster, in one of
+// three ways, and says which:
+//   - the chart is installed there: its Pods serve the webhooks; the local
+//     manager runs the controllers only, and only while it holds the leader
+//     lease of the chart's namespace (so the two never reconcile at once);
+//   - WEBHOOK_HOST names an address of this machine the API server can
+//     reach: the local manager serves the webhooks too, registered under a
+//     configuration of its own that it removes on exit;
+//   - otherwise the controllers run alone, without admission webhooks.
+func runOnCluster(ctx context.Context, args []string) error {
+	cfg, err := config.GetConfig() // $KUBECONFIG, with its list of files and current context
+	if err != nil {
+		return err
+	}
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		return err
+	}
+	base := []string{"--metrics-bind-address=127.0.0.1:8080", "--metrics-secure=false"}
+
+	chart := &admissionv1.ValidatingWebhookConfiguration{}
+	err = c.Get(ctx, client.ObjectKey{Name: "visio-operator"}, chart)
+	switch {
+	case err == nil && len(chart.Webhooks) > 0 && chart.Webhooks[0].ClientConfig.Service != nil:
+		ns := chart.Webhooks[0].ClientConfig.Service.Namespace
+		fmt.Printf(`The chart is installed in namespace %s: its Pods serve the admission webhooks.
+Running the controllers here with webhooks disabled (--enable-webhooks=false). They start once
+this process holds the leader lease of %s, so they never run beside the chart's leader; to hand
+the controllers over, scale the chart's operator down (admission then fails closed until it is
+back: the webhooks are its Pods):
+    kubectl -n %s scale deployment/visio-operator --replicas=0
+
+`, ns, ns, ns)
+		return runManager(ctx, append(append(base, "--enable-webhooks=false", "--leader-elect", "--leader-election-namespace="+ns), args...), os.Environ())
+	case err != nil && !apierrors.IsNotFound(err):
+		return fmt.Errorf("cannot read the cluster's webhook configuration: %w", err)
+	}
+
+	if _, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{Paths: []string{filepath.Join("config", "crd", "bases")}, ErrorIfPathMissing: true}); err != nil {
+		return fmt.Errorf("cannot install the CRDs: %w", err)
+	}
+	host := os.Getenv("WEBHOOK_HOST")
+	if host == "" {
+		fmt.Print(`The chart is not installed in this cluster. Installed or updated the CRDs from config/crd.
+Running the controllers here WITHOUT admission webhooks: full Deny pools are enforced by the
+controllers after the fact, not refused at admission. To serve the webhooks from here, set
+WEBHOOK_HOST to an address of this machine that the cluster's API server can reach (port 9443).
+
+`)
+		return runManager(ctx, append(append(base, "--enable-webhooks=false"), args...), os.Environ())
+	}
+
+	wo := &envtest.WebhookInstallOptions{
+		Paths:                        []string{filepath.Join("config", "webhook", "manifests.yaml")},
+		LocalServingHost:             "0.0.0.0",
+		LocalServingHostExternalName: host,
+		LocalServingPort:             9443,
+	}
+	if err := wo.Install(cfg); err != nil {
+		return fmt.Errorf("cannot register the local webhooks: %w", err)
+	}
+	defer func() {
+		for _, w := range wo.ValidatingWebhooks {
+			if err := client.IgnoreNotFound(c.Delete(context.Background(), w)); err != nil {
+				fmt.Fprintf(os.Stderr, "cannot remove the webhook configuration %s: %v\n", w.Name, err)
+			}
+		}
+		_ = wo.Cleanup()
+	}()
+	names := ""
+	for _, w := range wo.ValidatingWebhooks {
+		names += " " + w.Name
+	}
+	fmt.Printf(`The chart is not installed in this cluster. Installed or updated the CRDs from config/crd.
+Serving the admission webhooks from this machine at https://%s:9443, registered as the
+ValidatingWebhookConfiguration%s (removed when this stops). The API server must reach that address.
+
+`, host, names)
+	return runManager(ctx, append(append(base, "--webhook-port=9443", "--webhook-cert-dir="+wo.LocalServingCertDir), args...), os.Environ())
+}

@@ -1,0 +1,177 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "visio.dev/operator/api/v1alpha1"
+)
+
+func caBundle(g Gomega) []byte {
+	vwc := &admissionv1.ValidatingWebhookConfiguration{}
+	g.Expect(k8s.Get(ctx(), client.ObjectKey{Name: "visio-operator"}, vwc)).To(Succeed())
+	return vwc.Webhooks[0].ClientConfig.CABundle
+}
+
+// TestCertificateRotation deletes the serving certificate's Secret while
+// requests keep coming: the operator recreates it, the rotator issues a new
+// CA and certificate and injects the CA. Every request is counted; any
+// refused for a certificate reason fails the test and is reported.
+func TestCertificateRotation(t *testing.T) {
+	g := NewWithT(t)
+	ns := "entity-rennes"
+	before := caBundle(g)
+
+	var ok, certRefused, otherRefused atomic.Int64
+	var mu sync.Mutex
+	var firstErrs []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				// A server-side dry run goes through the webhooks and writes nothing.
+				err := k8s.Create(ctx(), user(ns, fmt.Sprintf("rot-%d-%d", w, i)), client.DryRunAll)
+				switch {
+				case err == nil:
+					ok.Add(1)
+				default:
+					if s := err.Error(); strings.Contains(s, "x509") || strings.Contains(s, "certificate") || strings.Contains(s, "tls") {
+						certRefused.Add(1)
+					} else {
+						otherRefused.Add(1)
+					}
+					mu.Lock()
+					if len(firstErrs) < 5 {
+						firstErrs = append(firstErrs, err.Error())
+					}
+					mu.Unlock()
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(2 * time.Second)
+	start := time.Now()
+	kubectl(t, "delete", "secret", "-n", namespace, "visio-operator-webhook-cert")
+	g.Eventually(func() bool { return !bytes.Equal(caBundle(g), before) }).WithTimeout(2*time.Minute).Should(BeTrue(), "a new CA is injected")
+	injected := time.Since(start)
+	okAtInjection := ok.Load()
+	// Keep going until a good number of requests passed with the new CA.
+	g.Eventually(func() int64 { return ok.Load() - okAtInjection }).WithTimeout(time.Minute).Should(BeNumerically(">=", 200))
+	close(stop)
+	wg.Wait()
+	t.Logf("certificate rotation: new CA injected %s after the Secret was deleted; %d requests admitted, %d refused for a certificate reason, %d refused otherwise; first errors: %q",
+		injected.Round(time.Millisecond), ok.Load(), certRefused.Load(), otherRefused.Load(), firstErrs)
+	g.Expect(certRefused.Load()).To(BeZero(), "requests refused for want of a certificate")
+	g.Expect(otherRefused.Load()).To(BeZero())
+	waitReady(g, 2)
+}
+
+func managerArgs(g Gomega) []string {
+	d := &appsv1.Deployment{}
+	g.Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: namespace, Name: "visio-operator"}, d)).To(Succeed())
+	return d.Spec.Template.Spec.Containers[0].Args
+}
+
+// TestUpgradeAndBack upgrades the release to other values and back.
+func TestUpgradeAndBack(t *testing.T) {
+	g := NewWithT(t)
+	chart := filepath.Join(root, "charts", "visio-operator")
+	run(t, helm, append([]string{"upgrade", release, chart, "-n", namespace, "--wait", "--timeout", "5m",
+		"--set", "vmr.sipDomain=visio.changed.example", "--set", "logLevel=debug", "--set", "replicas=3"}, imageArgs()...)...)
+	g.Expect(managerArgs(g)).To(ContainElements("--sip-domain=visio.changed.example", "--zap-log-level=debug"))
+	waitReady(g, 3)
+	run(t, helm, append([]string{"upgrade", release, chart, "-n", namespace, "--wait", "--timeout", "5m"}, imageArgs()...)...)
+	g.Expect(managerArgs(g)).To(ContainElements("--sip-domain=visio.example", "--zap-log-level=info"))
+	waitReady(g, 2)
+	// Admission still works after both rollouts.
+	g.Expect(k8s.Create(ctx(), user("entity-rennes", "after-upgrade"), client.DryRunAll)).To(Succeed())
+}
+
+// TestManagerScaledToZero: with no replica, requests to our kinds fail
+// closed with a message that says why; Pods and Namespaces of others are
+// not affected.
+func TestManagerScaledToZero(t *testing.T) {
+	g := NewWithT(t)
+	kubectl(t, "scale", "deployment/visio-operator", "-n", namespace, "--replicas=0")
+	waitReady(g, 0)
+	defer func() {
+		kubectl(t, "scale", "deployment/visio-operator", "-n", namespace, "--replicas=2")
+		waitReady(NewWithT(t), 2)
+	}()
+	g.Eventually(func(g Gomega) {
+		err := k8s.Create(ctx(), user("entity-rennes", "no-webhook"))
+		g.Expect(err).To(HaveOccurred())
+		g.Expect(err.Error()).To(ContainSubstring(`failed calling webhook "vplatformuser.tenancy.visio.dev"`))
+		t.Logf("with no replica: %v", err)
+	}).WithTimeout(time.Minute).Should(Succeed())
+
+	other := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "e2e-others"}}
+	g.Expect(k8s.Create(ctx(), other)).To(Succeed())
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "unrelated", Namespace: other.Name},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "c", Image: "visio.local/pause:e2e", ImagePullPolicy: corev1.PullNever,
+		}}},
+	}
+	g.Expect(k8s.Create(ctx(), pod)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8s.Get(ctx(), client.ObjectKeyFromObject(pod), pod)).To(Succeed())
+		g.Expect(pod.Status.Phase).To(Equal(corev1.PodRunning))
+	}).WithTimeout(2 * time.Minute).Should(Succeed())
+	g.Expect(k8s.Delete(ctx(), other)).To(Succeed())
+}
+
+// TestUninstallKeepsData: helm uninstall removes the operator but keeps the
+// CRDs and every object of the platform.
+func TestUninstallKeepsData(t *testing.T) {
+	g := NewWithT(t)
+	count := func() map[string]int {
+		n := map[string]int{}
+		for _, k := range []string{"Entity", "LicensePool", "PlatformUser", "VMR"} {
+			l := &unstructured.UnstructuredList{}
+			l.SetGroupVersionKind(schema.GroupVersionKind{Group: v1.GroupVersion.Group, Version: "v1alpha1", Kind: k + "List"})
+			g.Expect(k8s.List(ctx(), l)).To(Succeed())
+			n[k] = len(l.Items)
+		}
+		return n
+	}
+	before := count()
+	g.Expect(before["PlatformUser"]).To(BeNumerically(">", 50))
+	run(t, helm, "uninstall", release, "-n", namespace, "--wait", "--timeout", "3m")
+	for _, crd := range []string{"entities", "licensepools", "platformusers", "vmrs"} {
+		c := &apiextensionsv1.CustomResourceDefinition{}
+		g.Expect(k8s.Get(ctx(), client.ObjectKey{Name: crd + ".tenancy.visio.dev"}, c)).To(Succeed(), "CRD %s kept", crd)
+	}
+	g.Expect(count()).To(Equal(before))
+	// The operator is gone: its webhook configuration too, so our kinds are admitted by the API server alone.
+	g.Expect(client.IgnoreNotFound(k8s.Get(ctx(), client.ObjectKey{Name: "visio-operator"}, &admissionv1.ValidatingWebhookConfiguration{}))).To(Succeed())
+	d := &appsv1.Deployment{}
+	g.Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: namespace, Name: "visio-operator"}, d)).NotTo(Succeed())
+}
