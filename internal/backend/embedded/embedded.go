@@ -60,14 +60,11 @@ func (*Backend) Find(ctx context.Context, key string) (string, *backend.Room, er
 // Get implements backend.Backend. A nil room with a nil error means the room
 // exists and there is no external state to compare it with, so it always
 // matches what is desired.
-func (*Backend) Get(ctx context.Context, ref string) (*backend.Room, error) {
+func (*Backend) Get(ctx context.Context, ref, key string) (*backend.Room, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if !isOwnRef(ref) {
-		return nil, fmt.Errorf("embedded: reference %q was not made by this backend: %w", ref, backend.ErrNotFound)
-	}
-	return nil, nil
+	return nil, checkRef(ref, key)
 }
 
 // Create implements backend.Backend. The reference depends on the key only, so
@@ -86,24 +83,36 @@ func (*Backend) Create(ctx context.Context, room backend.Room) (string, error) {
 // Update implements backend.Backend: there is nothing to change outside
 // Kubernetes. A reference made by another backend is reported as ErrNotFound,
 // as Get does, so that the room is created here instead.
-func (*Backend) Update(ctx context.Context, ref string, _ backend.Room) error {
+func (*Backend) Update(ctx context.Context, ref string, room backend.Room) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if !isOwnRef(ref) {
-		return fmt.Errorf("embedded: reference %q was not made by this backend: %w", ref, backend.ErrNotFound)
-	}
-	return nil
+	return checkRef(ref, room.Key)
 }
 
 // Delete implements backend.Backend. It succeeds whatever the reference:
 // deleting a room that is gone is success, and an embedded room goes with its
 // VMR.
-func (*Backend) Delete(ctx context.Context, _ string) error {
+func (*Backend) Delete(ctx context.Context, _, _ string) error {
 	return ctx.Err()
 }
 
-func isOwnRef(ref string) bool {
-	key, ok := strings.CutPrefix(ref, RefPrefix)
-	return ok && key != ""
+// ListTagged implements backend.Backend: no room is kept outside Kubernetes,
+// so none can outlive its VMR.
+func (*Backend) ListTagged(ctx context.Context, _ string) ([]backend.Tagged, error) {
+	return nil, ctx.Err()
+}
+
+// checkRef reports a reference made by another backend as ErrNotFound, and
+// one of this backend made for another key (a status copied from another
+// room) as ErrConflict.
+func checkRef(ref, key string) error {
+	own, ok := strings.CutPrefix(ref, RefPrefix)
+	switch {
+	case !ok || own == "":
+		return fmt.Errorf("embedded: reference %q was not made by this backend: %w", ref, backend.ErrNotFound)
+	case own != key:
+		return fmt.Errorf("%w: embedded: reference %q names the room of key %q, not %q", backend.ErrConflict, ref, own, key)
+	}
+	return nil
 }
