@@ -102,6 +102,11 @@ type Backend interface {
 	// room at ref with another key is left alone and reported with an
 	// error wrapping ErrConflict.
 	Delete(ctx context.Context, ref, key string) error
+	// Release hands the room at ref over to whoever manages the platform by
+	// hand: it stops carrying key (it keeps a trace of it), so that no sweep
+	// takes it for an orphan once its VMR is gone (deletionPolicy Retain). A
+	// room gone is success; one with another key is ErrConflict.
+	Release(ctx context.Context, ref, key string) error
 	// ListTagged returns every room whose key starts with prefix, in one
 	// paged listing: the sweep of rooms whose VMR is gone.
 	ListTagged(ctx context.Context, prefix string) ([]Tagged, error)

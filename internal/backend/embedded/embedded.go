@@ -97,6 +97,9 @@ func (*Backend) Delete(ctx context.Context, _, _ string) error {
 	return ctx.Err()
 }
 
+// Release implements backend.Backend: nothing is kept outside Kubernetes.
+func (*Backend) Release(ctx context.Context, _, _ string) error { return ctx.Err() }
+
 // ListTagged implements backend.Backend: no room is kept outside Kubernetes,
 // so none can outlive its VMR.
 func (*Backend) ListTagged(ctx context.Context, _ string) ([]backend.Tagged, error) {

@@ -420,7 +420,7 @@ func (c *Client) update(ctx context.Context, conf conference, room backend.Room)
 			method:  http.MethodPatch,
 			path:    conferenceURI(conf.ID),
 			body:    patch,
-			secrets: pins(room, conf),
+			secrets: roomPINs(room, conf),
 		}
 		resp, err := c.do(ctx, cl)
 		if err != nil {
@@ -467,6 +467,29 @@ func (c *Client) deleteConference(ctx context.Context, id int) error {
 	return c.apiError(cl, resp)
 }
 
+// ReleasedTagPrefix starts the tag of a room handed over with Release.
+const ReleasedTagPrefix = "retained-"
+
+// Release implements backend.Backend: the tag becomes "retained-<key>".
+func (c *Client) Release(ctx context.Context, ref, key string) error {
+	conf, err := c.getOurs(ctx, ref, key)
+	if errors.Is(err, backend.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	cl := call{method: http.MethodPatch, path: conferenceURI(conf.ID), body: map[string]any{"tag": ReleasedTagPrefix + key}}
+	resp, err := c.do(ctx, cl)
+	if err != nil {
+		return err
+	}
+	if isSuccess(resp.status) || resp.status == http.StatusNotFound {
+		return nil
+	}
+	return c.apiError(cl, resp)
+}
+
 // ListTagged implements backend.Backend: one paged list of the conferences
 // whose tag starts with prefix.
 func (c *Client) ListTagged(ctx context.Context, prefix string) ([]backend.Tagged, error) {
@@ -496,7 +519,7 @@ var (
 
 func isSuccess(status int) bool { return status >= 200 && status < 300 }
 
-func pins(room backend.Room, conf conference) []string {
+func roomPINs(room backend.Room, conf conference) []string {
 	return []string{room.HostPIN, room.GuestPIN, conf.PIN, conf.GuestPIN}
 }
 

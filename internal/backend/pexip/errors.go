@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"unicode/utf8"
+
+	"visio.dev/operator/internal/pins"
 )
 
 // ErrUnauthorized is wrapped by errors for HTTP 401 and 403: retrying does not
@@ -108,37 +110,5 @@ func redactJSON(v any) any {
 	return v
 }
 
-// scrub removes the secrets from s. A secret inside a longer run of digits
-// takes the whole run with it: replacing only the secret would give it away
-// through what is left around it ("[redacted]9" next to a known 13579 tells
-// the PIN is 1357).
-func scrub(s string, secrets []string) string { return RedactPINs(s, secrets...) }
-
-// RedactPINs replaces each run of PIN characters (digits and #) that
-// contains one of the PINs by "[redacted]", and then any remaining
-// occurrence of a PIN.
-func RedactPINs(s string, pins ...string) string {
-	var live []string
-	for _, p := range pins {
-		if p != "" && strings.Contains(s, p) {
-			live = append(live, p)
-		}
-	}
-	if len(live) == 0 {
-		return s
-	}
-	s = pinRun.ReplaceAllStringFunc(s, func(run string) string {
-		for _, p := range live {
-			if strings.Contains(run, p) {
-				return redacted
-			}
-		}
-		return run
-	})
-	for _, p := range live {
-		s = strings.ReplaceAll(s, p, redacted)
-	}
-	return s
-}
-
-var pinRun = regexp.MustCompile(`[0-9#]+`)
+// scrub removes the secrets from s, with the whole number each is part of.
+func scrub(s string, secrets []string) string { return pins.Redact(s, secrets...) }
