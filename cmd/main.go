@@ -44,6 +44,7 @@ func run() error {
 		webhookPort                                      int
 		adminGroups                                      string
 		vmrBackend, pexipURL, pexipCredsDir, idRange     string
+		pexipCAFile                                      string
 		o                                                operator.Options
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address of the metrics endpoint (\"0\" disables it).")
@@ -61,7 +62,8 @@ func run() error {
 	flag.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "Objects of one kind reconciled in parallel.")
 	flag.StringVar(&vmrBackend, "vmr-backend", "embedded", "Room backend: embedded (the operator is the registry) or pexip.")
 	flag.StringVar(&pexipURL, "pexip-url", "", "Base URL of the Pexip Infinity management node (with --vmr-backend=pexip).")
-	flag.StringVar(&pexipCredsDir, "pexip-credentials-dir", "", "Directory with files username and password for the Pexip API (a mounted Secret).")
+	flag.StringVar(&pexipCredsDir, "pexip-credentials-dir", "", "Directory with files username and password for the Pexip API (a mounted Secret; read again when it changes).")
+	flag.StringVar(&pexipCAFile, "pexip-ca-file", "", "PEM bundle of the CAs that sign the Pexip management node's certificate, added to the system's (a private CA).")
 	flag.StringVar(&idRange, "numeric-id-range", "100000-999999", "Range of generated room numbers, MIN-MAX (4 to 12 digits).")
 	flag.StringVar(&o.JoinBaseURL, "join-base-url", "https://visio.example/join/", "Base of the rooms' join URL; the room number is appended.")
 	flag.StringVar(&o.SIPDomain, "sip-domain", "visio.example", "SIP domain of the rooms' SIP URI.")
@@ -78,7 +80,8 @@ func run() error {
 	if o.NumericIDMin, o.NumericIDMax, err = parseRange(idRange); err != nil {
 		return fmt.Errorf("--numeric-id-range: %w", err)
 	}
-	if o.Backend, err = newBackend(vmrBackend, pexipURL, pexipCredsDir, o.BackendTimeout); err != nil {
+	if o.Backend, err = newBackend(vmrBackend, pexip.Config{URL: pexipURL, CredentialsDir: pexipCredsDir, CAFile: pexipCAFile,
+		RequestTimeout: max(o.BackendTimeout/4, time.Second)}); err != nil { // room for retries within one backend call
 		return err
 	}
 
@@ -127,19 +130,15 @@ func run() error {
 	return mgr.Start(ctx)
 }
 
-func newBackend(kind, url, credsDir string, timeout time.Duration) (backend.Backend, error) {
+func newBackend(kind string, cfg pexip.Config) (backend.Backend, error) {
 	switch kind {
 	case "embedded":
 		return embedded.New(), nil
 	case "pexip":
-		if url == "" || credsDir == "" {
+		if cfg.URL == "" || cfg.CredentialsDir == "" {
 			return nil, fmt.Errorf("--vmr-backend=pexip needs --pexip-url and --pexip-credentials-dir")
 		}
-		user, pass, err := pexip.LoadCredentials(credsDir)
-		if err != nil {
-			return nil, err
-		}
-		return pexip.New(pexip.Config{URL: url, Username: user, Password: pass, RequestTimeout: max(timeout/4, time.Second)}) // room for retries within one backend call
+		return pexip.New(cfg)
 	}
 	return nil, fmt.Errorf("--vmr-backend: unknown backend %q (embedded or pexip)", kind)
 }

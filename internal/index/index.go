@@ -26,6 +26,9 @@ const (
 	VMRDialString = "tenancy.visio.dev/vmr-dial-string"
 	// VMROwner indexes VMRs by owner, so a room follows its owner's license.
 	VMROwner = "tenancy.visio.dev/vmr-owner"
+	// VMRPINSecret indexes VMRs by the Secret holding their PINs (named by
+	// spec.pinSecretRef, or generated), so that a PIN change reaches the room.
+	VMRPINSecret = "tenancy.visio.dev/vmr-pin-secret"
 )
 
 // Setup registers the field indexes on the manager's cache.
@@ -52,6 +55,11 @@ func Setup(ctx context.Context, indexer client.FieldIndexer) error {
 	}
 	if err := indexer.IndexField(ctx, &v1.VMR{}, VMRDialString, func(o client.Object) []string {
 		return DialStrings(o.(*v1.VMR))
+	}); err != nil {
+		return err
+	}
+	if err := indexer.IndexField(ctx, &v1.VMR{}, VMRPINSecret, func(o client.Object) []string {
+		return []string{PINSecretName(o.(*v1.VMR))}
 	}); err != nil {
 		return err
 	}
@@ -84,4 +92,13 @@ func DialStrings(v *v1.VMR) []string {
 		add(a)
 	}
 	return out
+}
+
+// PINSecretName is the Secret holding a VMR's PINs: the one its spec names,
+// or the one the operator generates, <name>-pins.
+func PINSecretName(v *v1.VMR) string {
+	if ref := v.Spec.PINSecretRef; ref != nil {
+		return ref.Name
+	}
+	return v.Name + "-pins"
 }

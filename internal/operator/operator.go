@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -54,15 +55,18 @@ type Options struct {
 }
 
 // CacheOptions limits what the manager caches. Secrets hold PINs and every
-// other credential of the cluster: the cache keeps only the Secrets the
-// operator creates (the generated PIN Secrets), and Secrets named by a room's
-// spec.pinSecretRef are read from the API server when needed. This bounds
-// memory on large clusters and keeps other teams' credentials out of the
-// operator's process.
+// other credential of the cluster: the cache keeps only the PIN Secrets, those
+// the operator generates and those named by a room's spec.pinSecretRef, which
+// the operator labels when it first reads them from the API server. This
+// bounds memory on large clusters, keeps other teams' credentials out of the
+// operator's process, and still lets a PIN change reach its room at once.
 func CacheOptions() cache.Options {
-	managed := labels.SelectorFromSet(labels.Set{v1.ManagedByLabel: v1.ManagedByValue})
+	pinSecrets, err := labels.NewRequirement(v1.PINSecretLabel, selection.Exists, nil)
+	if err != nil {
+		panic(err) // a constant label key
+	}
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Secret{}: {Label: managed},
+		&corev1.Secret{}: {Label: labels.NewSelector().Add(*pinSecrets)},
 	}}
 }
 
