@@ -133,4 +133,3 @@ func TestNumericIDConcurrentPicksAreDistinct(t *testing.T) {
 		t.Fatalf("%d distinct numbers for %d concurrent picks", len(d), rooms)
 	}
 }
-

@@ -91,7 +91,7 @@ func TestVMRPexipFaults(t *testing.T) {
 	// Creates that land late are found by the sweep at a drift check.
 	g.Eventually(func() []pexiptest.Conference { return bed.ourRooms() }).WithTimeout(vmrTimeout).Should(BeEmpty(),
 		"rooms left after their VMRs were deleted")
-	g.Consistently(func() []pexiptest.Conference { return bed.ourRooms() }).WithTimeout(hang + 4*time.Second).Should(BeEmpty(),
+	g.Consistently(func() []pexiptest.Conference { return bed.ourRooms() }).WithTimeout(hang+4*time.Second).Should(BeEmpty(),
 		"a late create left a room behind")
 	claims := &v1.DialStringClaimList{}
 	g.Expect(k8s.List(ctx(), claims)).To(Succeed())
