@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -326,4 +328,24 @@ func startReplica(t *testing.T, opts operator.Options) (stop func()) {
 		cancel()
 		<-done
 	}
+}
+
+// TestVMRNameLimits: a VMR name the operator could not turn into its PIN
+// Secret's label is refused by the API server itself (no webhook needed),
+// naming metadata.name; the longest admitted name provisions.
+func TestVMRNameLimits(t *testing.T) {
+	g := NewWithT(t)
+	startPINRecorder(t)
+	_, ns := newEntity(t, g)
+	t.Cleanup(func() { expectNoPINLeak(t) })
+	bypassWebhook(t, g, "vvmr.tenancy.visio.dev")
+	long := newVMR(ns, strings.Repeat("a", 64), func(v *v1.VMR) { v.Spec.DisplayName = strings.Repeat("é", 250) })
+	err := k8s.Create(ctx(), long)
+	g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "a 64-character name: %v", err)
+	g.Expect(err.Error()).To(ContainSubstring("metadata.name"))
+	longest := newVMR(ns, strings.Repeat("a", 63), func(v *v1.VMR) { v.Spec.DisplayName = strings.Repeat("é", 250) })
+	g.Expect(k8s.Create(ctx(), longest)).To(Succeed())
+	got := waitReady(g, client.ObjectKeyFromObject(longest))
+	g.Expect(got.Status.PINSecretName).To(Equal(strings.Repeat("a", 63) + "-pins"))
+	deleteAndWait(g, got)
 }
