@@ -163,7 +163,7 @@ func sweepAt1000(t *testing.T, g Gomega) {
 // roomResources are what the VMR controller writes, besides Events (which
 // other controllers write too, and which the VMR controller sends only with
 // a backend or status change).
-var roomResources = []string{"vmrs", "vmrs/status", "secrets"}
+var roomResources = []string{"vmrs", "vmrs/status", "secrets", "dialstringclaims"}
 
 // waitAllReady waits until n VMRs of ns are Ready and returns, in order, the
 // time each one was first seen Ready.
