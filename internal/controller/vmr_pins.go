@@ -45,8 +45,9 @@ func generatedPINSecretName(vmr *v1.VMR) string { return vmr.Name + "-pins" }
 // getPINSecret reads a PIN Secret from the cache, which holds only the
 // Secrets labelled as PIN Secrets, or else from the API server; a Secret
 // found there without the label gets it, so that it is cached and watched
-// from then on and a change of its PINs reaches the room at once.
-func (r *VMRReconciler) getPINSecret(ctx context.Context, key client.ObjectKey) (*corev1.Secret, error) {
+// from then on and a change of its PINs reaches the room at once. A Secret
+// that is not the room's to use (mayLabel says) is returned unlabelled.
+func (r *VMRReconciler) getPINSecret(ctx context.Context, key client.ObjectKey, mayLabel func(*corev1.Secret) bool) (*corev1.Secret, error) {
 	ctx = withoutBodyLogs(ctx)
 	secret := &corev1.Secret{}
 	err := r.Get(ctx, key, secret)
@@ -56,7 +57,7 @@ func (r *VMRReconciler) getPINSecret(ctx context.Context, key client.ObjectKey) 
 	if err := r.reader().Get(ctx, key, secret); err != nil {
 		return nil, err
 	}
-	if secret.Labels[v1.PINSecretLabel] == "" {
+	if secret.Labels[v1.PINSecretLabel] == "" && mayLabel(secret) {
 		before := secret.DeepCopy()
 		if secret.Labels == nil {
 			secret.Labels = map[string]string{}
@@ -75,7 +76,8 @@ func (r *VMRReconciler) getPINSecret(ctx context.Context, key client.ObjectKey) 
 // missing, not the room's, or breaks the PIN rules.
 func (r *VMRReconciler) roomPINs(ctx context.Context, vmr *v1.VMR) (pinPair, *roomBlock, error) {
 	if ref := vmr.Spec.PINSecretRef; ref != nil {
-		secret, err := r.getPINSecret(ctx, client.ObjectKey{Namespace: vmr.Namespace, Name: ref.Name})
+		named := func(*corev1.Secret) bool { return true } // the room names it
+		secret, err := r.getPINSecret(ctx, client.ObjectKey{Namespace: vmr.Namespace, Name: ref.Name}, named)
 		switch {
 		case apierrors.IsNotFound(err):
 			return pinPair{}, &roomBlock{reason: v1.ReasonInvalidPINs, recheck: pinSecretRecheck,
@@ -123,7 +125,7 @@ func (r *VMRReconciler) ensurePINSecret(ctx context.Context, vmr *v1.VMR) (*core
 			message: fmt.Sprintf("the room's name is too long to name its PIN Secret %q; set spec.pinSecretRef", name)}, nil
 	}
 	key := client.ObjectKey{Namespace: vmr.Namespace, Name: name}
-	secret, err := r.getPINSecret(ctx, key)
+	secret, err := r.getPINSecret(ctx, key, func(s *corev1.Secret) bool { return metav1.IsControlledBy(s, vmr) })
 	switch {
 	case apierrors.IsNotFound(err):
 		if secret, err = r.createPINSecret(ctx, vmr, name); err != nil {
