@@ -2,7 +2,6 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 )
 
 // DialStringClaimSpec names the dial string claimed and the room that holds it.
@@ -34,7 +33,7 @@ type ClaimHolder struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=64
-	UID types.UID `json:"uid"`
+	UID string `json:"uid"`
 }
 
 // DialStringClaim records, for the whole platform, which VMR holds a numeric

@@ -48,7 +48,7 @@ func (r *VMRReconciler) claim(ctx context.Context, vmr *v1.VMR, dial string) (*v
 	cached := &v1.DialStringClaim{}
 	err := r.Get(ctx, client.ObjectKey{Name: name}, cached)
 	switch {
-	case err == nil && cached.Spec.VMR.UID == vmr.UID:
+	case err == nil && cached.Spec.VMR.UID == string(vmr.UID):
 		return nil, nil
 	case err != nil && !apierrors.IsNotFound(err):
 		return nil, fmt.Errorf("cannot read the claim of %q: %w", dial, err)
@@ -69,7 +69,7 @@ func (r *VMRReconciler) claim(ctx context.Context, vmr *v1.VMR, dial string) (*v
 			}
 			return nil, fmt.Errorf("cannot read the claim of %q: %w", dial, err)
 		}
-		if live.Spec.VMR.UID == vmr.UID {
+		if live.Spec.VMR.UID == string(vmr.UID) {
 			return nil, nil
 		}
 		if live.Spec.DialString != dial {
@@ -105,7 +105,7 @@ func (r *VMRReconciler) replaceable(ctx context.Context, vmr *v1.VMR, claim *v1.
 		return true, "its room is gone", nil
 	case err != nil:
 		return false, "", fmt.Errorf("cannot read VMR %s/%s: %w", h.Namespace, h.Name, err)
-	case holder.UID != h.UID:
+	case string(holder.UID) != h.UID:
 		return true, "its room is gone", nil
 	}
 	d := claim.Spec.DialString
@@ -136,7 +136,7 @@ func newClaim(vmr *v1.VMR, dial string) *v1.DialStringClaim {
 		},
 		Spec: v1.DialStringClaimSpec{
 			DialString: dial,
-			VMR:        v1.ClaimHolder{Namespace: vmr.Namespace, Name: vmr.Name, UID: vmr.UID},
+			VMR:        v1.ClaimHolder{Namespace: vmr.Namespace, Name: vmr.Name, UID: string(vmr.UID)},
 		},
 	}
 }
@@ -152,7 +152,7 @@ func (r *VMRReconciler) releaseClaims(ctx context.Context, vmr *v1.VMR, keep []s
 	}
 	for i := range list.Items {
 		c := &list.Items[i]
-		if c.Spec.VMR.UID != vmr.UID || slices.Contains(keep, c.Spec.DialString) {
+		if c.Spec.VMR.UID != string(vmr.UID) || slices.Contains(keep, c.Spec.DialString) {
 			continue
 		}
 		err := r.Delete(ctx, c, client.Preconditions{UID: &c.UID})

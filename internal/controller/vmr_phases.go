@@ -124,7 +124,7 @@ func (r *VMRReconciler) pickNumber(ctx context.Context, vmr *v1.VMR, exclude []s
 		case err != nil:
 			return true, fmt.Errorf("cannot read the claim of %q: %w", s, err)
 		}
-		return c.Spec.VMR.UID != vmr.UID, nil
+		return c.Spec.VMR.UID != string(vmr.UID), nil
 	}
 	claimed := func() (map[string]bool, error) {
 		set := map[string]bool{}
@@ -145,7 +145,7 @@ func (r *VMRReconciler) pickNumber(ctx context.Context, vmr *v1.VMR, exclude []s
 			return nil, fmt.Errorf("cannot list claims: %w", err)
 		}
 		for _, c := range claims.Items {
-			if c.Spec.VMR.UID != vmr.UID {
+			if c.Spec.VMR.UID != string(vmr.UID) {
 				set[c.Spec.DialString] = true
 			}
 		}

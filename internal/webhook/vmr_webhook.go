@@ -148,7 +148,7 @@ func (v *VMRValidator) holder(ctx context.Context, self types.NamespacedName, va
 	if err := v.Get(ctx, h, room); err != nil {
 		return nil, client.IgnoreNotFound(err)
 	}
-	if room.UID != claim.Spec.VMR.UID {
+	if string(room.UID) != claim.Spec.VMR.UID {
 		return nil, nil
 	}
 	return &h, nil
