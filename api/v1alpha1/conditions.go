@@ -49,8 +49,6 @@ const (
 	// most recently licensed, lost its license.
 	ReasonLicenseRevoked = "LicenseRevoked"
 
-	// ReasonProvisioning (VMR): the room is being created or updated in the backend.
-	ReasonProvisioning = "Provisioning"
 	// ReasonProvisioned (VMR): the room exists in the backend and matches the spec.
 	ReasonProvisioned = "Provisioned"
 	// ReasonBackendConflict (VMR): a room with the same name or alias exists in the
