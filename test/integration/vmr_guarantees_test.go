@@ -25,6 +25,8 @@ import (
 
 	v1 "visio.dev/operator/api/v1alpha1"
 	"visio.dev/operator/internal/backend/pexip"
+	"visio.dev/operator/internal/controller"
+	"visio.dev/operator/internal/index"
 	"visio.dev/operator/internal/backend/pexip/pexiptest"
 	"visio.dev/operator/internal/operator"
 	"visio.dev/operator/internal/pins"
@@ -294,9 +296,9 @@ func TestVMRAliasRace(t *testing.T) {
 	}
 }
 
-// startReplica runs a second manager beside the shared one, with the same
-// controllers and no webhooks, and no leader election: both reconcile every
-// room, as two replicas would during a split brain.
+// startReplica runs a second VMR controller beside the shared manager's, in
+// a manager of its own without leader election: both reconcile every room,
+// as two replicas would during a split brain.
 func startReplica(t *testing.T, opts operator.Options) (stop func()) {
 	t.Helper()
 	mcfg := rest.CopyConfig(managerCfg)
@@ -311,9 +313,14 @@ func startReplica(t *testing.T, opts operator.Options) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.DisableWebhooks = true
 	c, cancel := context.WithCancel(context.Background())
-	if err := operator.Setup(c, mgr, opts); err != nil {
+	if err := index.Setup(c, mgr.GetFieldIndexer()); err != nil {
+		t.Fatal(err)
+	}
+	r := &controller.VMRReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("vmr-controller"), Backend: opts.Backend,
+		NumericIDMin: opts.NumericIDMin, NumericIDMax: opts.NumericIDMax, JoinBaseURL: opts.JoinBaseURL, SIPDomain: opts.SIPDomain,
+		DriftCheckInterval: opts.DriftCheckInterval, BackendTimeout: opts.BackendTimeout, MaxConcurrentReconciles: opts.MaxConcurrentReconciles}
+	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
