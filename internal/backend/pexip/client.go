@@ -352,7 +352,7 @@ func (c *Client) Create(ctx context.Context, room backend.Room) (string, error) 
 			}
 			// Deleted since: post again.
 		case errors.Is(err, errAliasTaken):
-			return "", c.aliasConflict(ctx, room)
+			return c.aliasConflict(ctx, room)
 		case errors.Is(err, errOutcomeUnknown):
 			// Look up by key on the next turn before posting again.
 		default:
@@ -367,16 +367,22 @@ func (c *Client) Create(ctx context.Context, room backend.Room) (string, error) 
 	}
 }
 
-// aliasConflict builds the error of a create refused for a taken alias,
-// naming the conferences in the way, after removing whatever a node that
-// applied the create in part left under our key.
-func (c *Client) aliasConflict(ctx context.Context, room backend.Room) error {
-	if conf, err := c.findByTag(ctx, room.Key); err == nil {
+// aliasConflict settles a create refused for a taken alias. The alias may
+// be held by our own room, created whole by an earlier attempt whose answer
+// was lost: that room is the answer. Otherwise whatever a node that applied
+// the create in part left under our key is removed, and the error names the
+// conferences in the way.
+func (c *Client) aliasConflict(ctx context.Context, room backend.Room) (string, error) {
+	conf, err := c.findByTag(ctx, room.Key)
+	switch {
+	case err == nil && hasAll(conf, room.DialStrings()):
+		return strconv.Itoa(conf.ID), c.update(ctx, conf, room)
+	case err == nil:
 		if derr := c.deleteConference(ctx, conf.ID); derr != nil {
-			return fmt.Errorf("pexip: removing the part of room %q created despite a taken alias: %w", room.Name, derr)
+			return "", fmt.Errorf("pexip: removing the part of room %q created despite a taken alias: %w", room.Name, derr)
 		}
-	} else if !errors.Is(err, backend.ErrNotFound) {
-		return err
+	case !errors.Is(err, backend.ErrNotFound):
+		return "", err
 	}
 	var conflicts []string
 	for _, a := range room.DialStrings() {
@@ -385,15 +391,26 @@ func (c *Client) aliasConflict(ctx context.Context, room backend.Room) error {
 			continue
 		}
 		if err != nil {
-			return err
+			return "", err
 		}
 		holder, _ := idFromURI(cur.Conference, conferencePath)
 		conflicts = append(conflicts, fmt.Sprintf("alias %q belongs to pexip conference %d", a, holder))
 	}
 	if len(conflicts) == 0 {
-		conflicts = []string{"an alias of the room is taken (released since: it is tried again)"}
+		// Released since: the caller's next attempt creates the room.
+		return "", fmt.Errorf("pexip: an alias of room %q was taken and is free again", room.Name)
 	}
-	return fmt.Errorf("%w: %s", backend.ErrConflict, strings.Join(conflicts, "; "))
+	return "", fmt.Errorf("%w: %s", backend.ErrConflict, strings.Join(conflicts, "; "))
+}
+
+// hasAll reports whether conf has every one of dial as an alias.
+func hasAll(conf conference, dial []string) bool {
+	for _, d := range dial {
+		if !slices.ContainsFunc(conf.Aliases, func(a conferenceAlias) bool { return a.Alias == d }) {
+			return false
+		}
+	}
+	return true
 }
 
 // Update implements backend.Backend: only differing fields are written, then
