@@ -141,18 +141,18 @@ func newClaim(vmr *v1.VMR, dial string) *v1.DialStringClaim {
 	}
 }
 
-// releaseClaims removes the claims vmr holds for dial strings other than
+// releaseClaims removes the claims vmr holds for dial strings keep does not
 // keep (all of them when keep is nil), as seen in the cache. A claim the
 // cache does not show yet is found on the room's next pass, or, once the room
 // is gone, replaced as stale by whoever asks for it.
-func (r *VMRReconciler) releaseClaims(ctx context.Context, vmr *v1.VMR, keep []string) error {
+func (r *VMRReconciler) releaseClaims(ctx context.Context, vmr *v1.VMR, keep func(string) bool) error {
 	list := &v1.DialStringClaimList{}
 	if err := r.List(ctx, list, client.MatchingLabels{v1.VMRUIDLabel: string(vmr.UID)}); err != nil {
 		return fmt.Errorf("cannot list the room's claims: %w", err)
 	}
 	for i := range list.Items {
 		c := &list.Items[i]
-		if c.Spec.VMR.UID != string(vmr.UID) || slices.Contains(keep, c.Spec.DialString) {
+		if c.Spec.VMR.UID != string(vmr.UID) || (keep != nil && keep(c.Spec.DialString)) {
 			continue
 		}
 		err := r.Delete(ctx, c, client.Preconditions{UID: &c.UID})

@@ -160,10 +160,15 @@ func (r *VMRReconciler) reconcileNormal(ctx context.Context, vmr, orig *v1.VMR, 
 	if err := r.phaseBackend(ctx, vmr, orig, pass); err != nil || pass.done() {
 		return pass.result(), err
 	}
-	if err := r.releaseClaims(ctx, vmr, pass.want.DialStrings()); err != nil {
+	// The room dials by exactly these now: what it dialled by before is let go.
+	if err := r.releaseClaims(ctx, vmr, inSet(pass.want.DialStrings())); err != nil {
 		return ctrl.Result{}, err
 	}
 	return pass.result(), nil
+}
+
+func inSet(set []string) func(string) bool {
+	return func(s string) bool { return slices.Contains(set, s) }
 }
 
 func (r *VMRReconciler) forget(nn types.NamespacedName, uid types.UID) {

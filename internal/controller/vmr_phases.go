@@ -226,6 +226,13 @@ func (r *VMRReconciler) phasePINs(ctx context.Context, vmr *v1.VMR, pass *vmrPas
 // by another room is exchanged for a free one; a given number or alias held
 // by another room stalls this one.
 func (r *VMRReconciler) phaseClaims(ctx context.Context, vmr *v1.VMR, pass *vmrPass) error {
+	// Claims of dial strings the room no longer asks for and does not dial
+	// by are let go first: a room waiting must not keep others waiting for
+	// what it gave up.
+	want := pass.want.DialStrings()
+	if err := r.releaseClaims(ctx, vmr, func(d string) bool { return slices.Contains(want, d) || r.provisionedWith(vmr, d) }); err != nil {
+		return err
+	}
 	var exclude []string
 	for attempt := 0; ; attempt++ {
 		holder, dial, err := r.claimAll(ctx, vmr, pass.want.DialStrings())
