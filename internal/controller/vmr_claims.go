@@ -142,12 +142,17 @@ func newClaim(vmr *v1.VMR, dial string) *v1.DialStringClaim {
 }
 
 // releaseClaims removes the claims vmr holds for dial strings keep does not
-// keep (all of them when keep is nil), as seen in the cache. A claim the
-// cache does not show yet is found on the room's next pass, or, once the room
-// is gone, replaced as stale by whoever asks for it.
+// keep, as seen in the cache: a claim the cache does not show yet is found on
+// the room's next pass. With keep nil, when the room goes, every claim goes,
+// as the API server lists them (one live list per deleted room), so that
+// none is left behind.
 func (r *VMRReconciler) releaseClaims(ctx context.Context, vmr *v1.VMR, keep func(string) bool) error {
 	list := &v1.DialStringClaimList{}
-	if err := r.List(ctx, list, client.MatchingLabels{v1.VMRUIDLabel: string(vmr.UID)}); err != nil {
+	from := client.Reader(r.Client)
+	if keep == nil {
+		from = r.reader()
+	}
+	if err := from.List(ctx, list, client.MatchingLabels{v1.VMRUIDLabel: string(vmr.UID)}); err != nil {
 		return fmt.Errorf("cannot list the room's claims: %w", err)
 	}
 	for i := range list.Items {
