@@ -780,3 +780,25 @@ func TestIDFromURI(t *testing.T) {
 		}
 	}
 }
+
+// The sweep's cost at 1,000 rooms of ours among rooms made by hand: one
+// paged listing by tag, ten requests of 100, no per-room call.
+func TestSweepCostAt1000Rooms(t *testing.T) {
+	srv := newServer(t)
+	c := newClient(t, srv, nil)
+	for i := range 1000 {
+		r := backend.Room{Key: fmt.Sprintf("visio-%04d", i), Name: fmt.Sprintf("Room %d", i), NumericID: fmt.Sprint(100000 + i)}
+		if _, err := c.Create(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 100 {
+		srv.CreateRoomByHand(fmt.Sprintf("hand %d", i))
+	}
+	srv.ResetRequests()
+	got, err := c.ListTagged(t.Context(), "visio-")
+	if err != nil || len(got) != 1000 {
+		t.Fatalf("ListTagged = %d rooms, %v", len(got), err)
+	}
+	expectRequests(t, srv, map[string]int{"GET conference": 10})
+}
