@@ -605,7 +605,11 @@ func (s *Server) aliasJSON(a *Alias) aliasJSON {
 }
 
 func (s *Server) conferenceJSON(id int) conferenceJSON {
-	c := s.snapshot(id)
+	return s.conferenceJSONOf(s.snapshot(id))
+}
+
+// conferenceJSONOf renders a snapshot.
+func (s *Server) conferenceJSONOf(c Conference) conferenceJSON {
 	out := conferenceJSON{
 		ID:               c.ID,
 		Name:             c.Name,
@@ -673,12 +677,19 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, kind string) {
 
 	var objects []any
 	if kind == kindConference {
+		// The aliases of every conference, gathered once per request.
+		byConf := map[int][]Alias{}
+		for _, aid := range sortedKeys(s.aliases) {
+			a := s.aliases[aid]
+			byConf[a.ConferenceID] = append(byConf[a.ConferenceID], *a)
+		}
 		for _, id := range sortedKeys(s.conferences) {
-			c := s.conferences[id]
+			c := *s.conferences[id]
+			c.Aliases = byConf[id]
 			if match(q, "name", c.Name) && match(q, "tag", c.Tag) && match(q, "service_type", c.ServiceType) &&
 				(!q.Has("tag__startswith") || strings.HasPrefix(c.Tag, q.Get("tag__startswith"))) &&
-				(!q.Has("aliases__alias") || s.hasAlias(id, q.Get("aliases__alias"))) {
-				objects = append(objects, s.conferenceJSON(id))
+				(!q.Has("aliases__alias") || slices.ContainsFunc(c.Aliases, func(a Alias) bool { return a.Alias == q.Get("aliases__alias") })) {
+				objects = append(objects, s.conferenceJSONOf(c))
 			}
 		}
 	} else {
@@ -716,16 +727,6 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, kind string) {
 		page = []any{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"meta": m, "objects": page})
-}
-
-// hasAlias is called with s.mu held.
-func (s *Server) hasAlias(confID int, alias string) bool {
-	for _, a := range s.aliases {
-		if a.ConferenceID == confID && a.Alias == alias {
-			return true
-		}
-	}
-	return false
 }
 
 func match(q url.Values, key, value string) bool {
