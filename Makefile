@@ -106,8 +106,8 @@ bench-burst: ## Measure a burst of 2,000 users across 20 pools against a real co
 	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" go test ./test/integration/ -run=NONE -bench=BenchmarkUserBurst -benchtime=1x -timeout 30m
 
 .PHONY: bench-vmr
-bench-vmr: ## Measure 500 rooms created at once against the Pexip test server.
-	VISIO_BENCH=1 KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" go test ./test/integration/ -count=1 -run TestVMRBenchmark -v -timeout 30m
+bench-vmr: ## Measure 500 rooms against the Pexip test server: time to Ready, requests per room, drift check and sweep costs.
+	VISIO_BENCH=1 KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" go test ./test/integration/ -count=1 -run 'TestVMRBenchmark|TestVMRPexipFaults' -v -timeout 60m
 
 .PHONY: bench-cli
 bench-cli: ## Measure `kubectl visio users import` of 2,000 rows, and its re-import, against a real control plane.
@@ -119,6 +119,8 @@ fuzz: ## Fuzz the validators and the allocator for 30s each.
 	go test ./internal/pins/ -run=NONE -fuzz=FuzzValidatePIN -fuzztime=30s
 	go test ./internal/pins/ -run=NONE -fuzz=FuzzValidatePair -fuzztime=30s
 	go test ./internal/userimport/ -run=NONE -fuzz=FuzzParse -fuzztime=30s
+	go test ./internal/rooms/ -run=NONE -fuzz=FuzzName -fuzztime=30s
+	go test ./internal/rooms/ -run=NONE -fuzz=FuzzPick -fuzztime=30s
 
 .PHONY: controlplane
 controlplane: ## Build (or find cached) the control-plane binaries and print their directory.

@@ -60,21 +60,39 @@ const (
 	// most recently licensed, lost its license.
 	ReasonLicenseRevoked = "LicenseRevoked"
 
-	// ReasonProvisioning (VMR): the room is being created or updated in the backend.
-	ReasonProvisioning = "Provisioning"
 	// ReasonProvisioned (VMR): the room exists in the backend and matches the spec.
 	ReasonProvisioned = "Provisioned"
 	// ReasonBackendConflict (VMR): a room with the same name or alias exists in the
-	// backend and was not created by the operator; it is never adopted.
+	// backend and was not created by the operator, or the room recorded in
+	// status.backendRef now carries another key; it is never adopted, changed
+	// or deleted.
 	ReasonBackendConflict = "BackendConflict"
 	// ReasonBackendError (VMR): the backend failed; the operator retries.
 	ReasonBackendError = "BackendError"
-	// ReasonAliasConflict (VMR): another VMR already uses this numeric id or alias.
+	// ReasonAliasConflict (VMR): another VMR holds this numeric id or alias
+	// (its DialStringClaim exists).
 	ReasonAliasConflict = "AliasConflict"
+	// ReasonNumericIDsExhausted (VMR): every number of the configured range is taken.
+	ReasonNumericIDsExhausted = "NumericIDsExhausted"
 	// ReasonOwnerNotLicensed (VMR): the owner is missing, inactive or unlicensed.
 	ReasonOwnerNotLicensed = "OwnerNotLicensed"
 	// ReasonInvalidPINs (VMR): the PIN Secret is missing or breaks the PIN rules.
 	ReasonInvalidPINs = "InvalidPINs"
+	// Reasons of VMR events that record an action rather than a condition.
+
+	// ReasonRoomMissing (VMR event): the backend room was removed outside the
+	// operator and is created again.
+	ReasonRoomMissing = "RoomMissing"
+	// ReasonUpdated (VMR event): the backend room was changed to match the spec.
+	ReasonUpdated = "Updated"
+	// ReasonDeleted (VMR event): the backend room was removed with its VMR.
+	ReasonDeleted = "Deleted"
+	// ReasonRetained (VMR event): the backend room was left in place (deletionPolicy
+	// Retain) and handed over: it no longer carries the operator's key.
+	ReasonRetained = "Retained"
+	// ReasonPINsGenerated (VMR event): the operator generated the room's PIN Secret.
+	ReasonPINsGenerated = "PINsGenerated"
+
 	// ReasonNotInEntityNamespace: the object lives in a namespace that belongs to no
 	// Entity (possible only when admission webhooks were bypassed).
 	ReasonNotInEntityNamespace = "NotInEntityNamespace"
@@ -93,8 +111,15 @@ const (
 	// EntityFinalizer lets the Entity controller remove the entity namespace
 	// before the Entity disappears.
 	EntityFinalizer = "tenancy.visio.dev/entity"
-	// VMRFinalizer lets the VMR controller remove the backend room first.
+	// VMRFinalizer lets the VMR controller remove the backend room and release
+	// the room's DialStringClaims first.
 	VMRFinalizer = "tenancy.visio.dev/vmr"
+
+	// PINSecretLabel marks the Secrets that hold a room's PINs, generated or
+	// named by spec.pinSecretRef: the operator caches and watches only those.
+	PINSecretLabel = "tenancy.visio.dev/pin-secret"
+	// VMRUIDLabel marks a DialStringClaim with the UID of the VMR holding it.
+	VMRUIDLabel = "tenancy.visio.dev/vmr-uid"
 )
 
 // DefaultLicensePool is the pool used by a PlatformUser that names none.

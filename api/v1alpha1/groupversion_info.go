@@ -30,6 +30,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 		&LicensePool{}, &LicensePoolList{},
 		&PlatformUser{}, &PlatformUserList{},
 		&VMR{}, &VMRList{},
+		&DialStringClaim{}, &DialStringClaimList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

@@ -89,22 +89,32 @@ type LocalSecretReference struct {
 type VMRStatus struct {
 	StatusBase `json:",inline"`
 
-	// numericId is the number in use, given or generated.
+	// numericId is the number allocated to the room, given or generated.
 	// +optional
 	NumericID string `json:"numericId,omitempty"`
-	// aliases are the aliases provisioned in the backend.
+	// aliases are the aliases of spec.aliases the backend room has: a room
+	// advertises only what dials it.
 	// +optional
 	// +listType=set
 	Aliases []string `json:"aliases,omitempty"`
-	// joinURL is the web address to join the room.
+	// joinURL is the web address to join the room; empty while the room
+	// cannot be joined.
 	// +optional
 	JoinURL string `json:"joinURL,omitempty"`
-	// sipURI is the SIP address to dial the room.
+	// sipURI is the SIP address to dial the room; its user@domain part is an
+	// alias of the backend room. Empty while it does not dial the room.
 	// +optional
 	SIPURI string `json:"sipURI,omitempty"`
 	// pinSecretName is the Secret holding the room's PINs.
 	// +optional
 	PINSecretName string `json:"pinSecretName,omitempty"`
+	// pinSecretResourceVersion is the resourceVersion of the PIN Secret whose
+	// PINs the backend room was last found or made to have. A Secret changed
+	// since (also while the operator was down) makes the next reconcile
+	// apply its PINs. Only the version is kept: a hash of a 4-digit PIN
+	// would give it away.
+	// +optional
+	PINSecretResourceVersion string `json:"pinSecretResourceVersion,omitempty"`
 	// backendRef is the room's identifier in the backend, recorded right after
 	// creation.
 	// +optional
@@ -113,7 +123,11 @@ type VMRStatus struct {
 
 // VMR is a permanent virtual meeting room provisioned for an entity.
 //
+// Its name labels the generated PIN Secret and names it <name>-pins, so it is
+// at most 63 characters, as a label value must be.
+//
 // +kubebuilder:object:root=true
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="metadata.name must be at most 63 characters: the operator labels the room's PIN Secret with it"
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=vmr,categories=visio
 // +kubebuilder:printcolumn:name="Number",type=string,JSONPath=`.status.numericId`

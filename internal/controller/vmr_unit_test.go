@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -35,128 +34,6 @@ import (
 	"visio.dev/operator/internal/pins"
 )
 
-func never(string) (bool, error) { return false, nil }
-
-func noClaims() (map[string]bool, error) { return map[string]bool{}, nil }
-
-func TestNumericIDPickStaysInRangeUntilExhausted(t *testing.T) {
-	p := newNumberPool()
-	now := time.Now()
-	seen := map[string]bool{}
-	for i := range 10 {
-		n, err := p.pick(1000, 1009, types.UID(fmt.Sprint("uid-", i)), now, never, noClaims)
-		if err != nil {
-			t.Fatalf("pick %d: %v", i, err)
-		}
-		v, _ := strconv.Atoi(n)
-		if v < 1000 || v > 1009 || seen[n] {
-			t.Fatalf("pick %d = %s: out of range or repeated (%v)", i, n, seen)
-		}
-		seen[n] = true
-	}
-	if _, err := p.pick(1000, 1009, "uid-late", now, never, noClaims); !errors.Is(err, errNumbersExhausted) {
-		t.Fatalf("pick in a full range = %v; want errNumbersExhausted", err)
-	}
-}
-
-func TestNumericIDPickSkipsTakenNumbers(t *testing.T) {
-	taken := map[string]bool{}
-	for n := 100000; n < 100090; n++ {
-		taken[strconv.Itoa(n)] = true
-	}
-	lookups := 0
-	isTaken := func(s string) (bool, error) { lookups++; return taken[s], nil }
-	claimedCalls := 0
-	claimed := func() (map[string]bool, error) { claimedCalls++; return taken, nil }
-	p := newNumberPool()
-	for i := range 20 {
-		n, err := p.pick(100000, 100099, types.UID(fmt.Sprint("uid-", i)), time.Now(), isTaken, claimed)
-		if i < 10 {
-			if err != nil || taken[n] {
-				t.Fatalf("pick %d = %q, %v; want a free number", i, n, err)
-			}
-			taken[n] = true // as the cache would show once the status is written
-			continue
-		}
-		if !errors.Is(err, errNumbersExhausted) {
-			t.Fatalf("pick %d = %q, %v; want errNumbersExhausted", i, n, err)
-		}
-	}
-	if lookups > 20*numberProbeLimit {
-		t.Errorf("%d index lookups for 20 picks; want at most %d each", lookups, numberProbeLimit)
-	}
-	if claimedCalls == 0 {
-		t.Errorf("a nearly full range never fell back to one scan of the claimed values")
-	}
-}
-
-func TestNumericIDPickIsStablePerRoomAndSpreadsRooms(t *testing.T) {
-	p := newNumberPool()
-	now := time.Now()
-	a1, _ := p.pick(100000, 999999, "room-a", now, never, noClaims)
-	a2, _ := p.pick(100000, 999999, "room-a", now.Add(time.Second), never, noClaims)
-	if a1 != a2 {
-		t.Fatalf("same room got %s then %s; a retried pass must get its number back", a1, a2)
-	}
-	// A fresh process starts from the same point for the same room.
-	b1, _ := newNumberPool().pick(100000, 999999, "room-b", now, never, noClaims)
-	b2, _ := newNumberPool().pick(100000, 999999, "room-b", now, never, noClaims)
-	if b1 != b2 {
-		t.Fatalf("room-b got %s and %s from two pools; want a deterministic start", b1, b2)
-	}
-	// Rooms do not all start at the bottom of the range.
-	low := 0
-	for i := range 50 {
-		n, _ := newNumberPool().pick(100000, 999999, types.UID(fmt.Sprint("spread-", i)), now, never, noClaims)
-		if n == "100000" {
-			low++
-		}
-	}
-	if low > 1 {
-		t.Errorf("%d of 50 rooms started at the lowest number", low)
-	}
-}
-
-func TestNumericIDHoldExpires(t *testing.T) {
-	p := newNumberPool()
-	now := time.Now()
-	a, _ := p.pick(1000, 1000, "room-a", now, never, noClaims)
-	if _, err := p.pick(1000, 1000, "room-b", now.Add(time.Second), never, noClaims); !errors.Is(err, errNumbersExhausted) {
-		t.Fatalf("number held for room-a was handed to room-b: %v", err)
-	}
-	b, err := p.pick(1000, 1000, "room-b", now.Add(numberHoldWindow+time.Second), never, noClaims)
-	if err != nil || b != a {
-		t.Fatalf("after the hold expired pick = %q, %v; want %s", b, err, a)
-	}
-	p.release("room-b")
-	if len(p.held) != 0 {
-		t.Fatalf("release left %v", p.held)
-	}
-}
-
-func TestNumericIDConcurrentPicksAreDistinct(t *testing.T) {
-	p := newNumberPool()
-	const rooms = 500
-	now := time.Now()
-	got := make([]string, rooms)
-	var wg sync.WaitGroup
-	for i := range rooms {
-		wg.Go(func() {
-			// The cache shows none of the concurrent choices.
-			n, err := p.pick(100000, 100999, types.UID(fmt.Sprint("uid-", i)), now, never, noClaims)
-			if err != nil {
-				t.Errorf("pick: %v", err)
-			}
-			got[i] = n
-		})
-	}
-	wg.Wait()
-	slices.Sort(got)
-	if d := slices.Compact(slices.Clone(got)); len(d) != rooms {
-		t.Fatalf("%d distinct numbers for %d concurrent picks", len(d), rooms)
-	}
-}
-
 func TestVMRNumericIDFromCache(t *testing.T) {
 	me := testVMR("me", "ns1", "uid-me", func(v *v1.VMR) { v.Spec.Aliases = []string{"1003"} })
 	c := newFakeClient(t,
@@ -170,112 +47,181 @@ func TestVMRNumericIDFromCache(t *testing.T) {
 	if err := r.setup(); err != nil {
 		t.Fatal(err)
 	}
-	got, b, err := r.numericID(context.Background(), me)
-	if err != nil || b != nil || got != "1004" {
-		t.Fatalf("numericID = %q, %v, %v; want 1004, the only number nobody claims", got, b, err)
+	pass := &vmrPass{}
+	if err := r.phaseNumericID(context.Background(), me, pass); err != nil || pass.block != nil || pass.numericID != "1004" {
+		t.Fatalf("numericID = %q, %v, %v; want 1004, the only number nobody claims", pass.numericID, pass.block, err)
 	}
 	other := testVMR("other", "ns1", "uid-other", nil)
-	if _, b, err := r.numericID(context.Background(), other); err != nil || b == nil || b.reason != reasonNumericIDsExhausted {
-		t.Fatalf("numericID in a full range = %+v, %v; want a block", b, err)
+	pass = &vmrPass{}
+	if err := r.phaseNumericID(context.Background(), other, pass); err != nil || pass.block == nil || pass.block.reason != v1.ReasonNumericIDsExhausted {
+		t.Fatalf("numericID in a full range = %+v, %v; want a block", pass.block, err)
 	}
 	given := testVMR("given", "ns1", "uid-given", func(v *v1.VMR) { v.Spec.NumericID = "555555" })
-	if got, _, _ := r.numericID(context.Background(), given); got != "555555" {
-		t.Fatalf("numericID with spec.numericId = %q", got)
+	pass = &vmrPass{}
+	if _ = r.phaseNumericID(context.Background(), given, pass); pass.numericID != "555555" {
+		t.Fatalf("numericID with spec.numericId = %q", pass.numericID)
 	}
 }
 
-func TestVMRConflictOrdering(t *testing.T) {
-	t0 := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	t1 := metav1.NewTime(t0.Add(time.Second))
-	a := testVMR("a", "ns", "uid-a", func(v *v1.VMR) { v.CreationTimestamp = t1 })
-	b := testVMR("b", "ns", "uid-b", func(v *v1.VMR) { v.CreationTimestamp = t0 })
-	if !createdBefore(b, a) || createdBefore(a, b) {
-		t.Fatal("the VMR created first must be the earlier one")
-	}
-	x := testVMR("x", "ns-a", "uid-x", func(v *v1.VMR) { v.CreationTimestamp = t0 })
-	y := testVMR("x", "ns-b", "uid-y", func(v *v1.VMR) { v.CreationTimestamp = t0 })
-	if !createdBefore(x, y) || createdBefore(y, x) {
-		t.Fatal("same creation time: namespace/name must decide")
-	}
-	if createdBefore(x, x) {
-		t.Fatal("a VMR is not earlier than itself")
-	}
-}
-
-func TestVMRDialConflictStallsTheLaterRoom(t *testing.T) {
-	t0 := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	earlier := testVMR("first", "ns1", "uid-1", func(v *v1.VMR) {
-		v.CreationTimestamp = t0
-		v.Spec.Aliases = []string{"conseil@visio.example"}
-		v.Status.NumericID = "123456"
-	})
-	later := testVMR("second", "ns2", "uid-2", func(v *v1.VMR) {
-		v.CreationTimestamp = metav1.NewTime(t0.Add(time.Minute))
+// Two rooms asking for one alias: the first to claim it holds it, the other
+// stalls naming the holder, and gets it once the holder is gone.
+func TestVMRClaimsMakeOneHolder(t *testing.T) {
+	first := testVMR("first", "ns1", "uid-1", func(v *v1.VMR) {
+		v.Generation = 1
 		v.Spec.Aliases = []string{"conseil@visio.example"}
 	})
-	c := newFakeClient(t, earlier, later)
-	r := newTestReconciler(c, embedded.New())
+	second := testVMR("second", "ns2", "uid-2", func(v *v1.VMR) {
+		v.Generation = 1
+		v.Spec.Aliases = []string{"conseil@visio.example"}
+	})
+	c := newFakeClient(t, first, second)
+	be := newFakeBackend()
+	r := newTestReconciler(c, be)
 	ctx := context.Background()
-
-	b, err := r.dialConflict(ctx, later, "654321")
-	if err != nil || b == nil || b.reason != v1.ReasonAliasConflict {
-		t.Fatalf("dialConflict(later) = %+v, %v; want AliasConflict", b, err)
+	reconcile := func(v *v1.VMR) *v1.VMR {
+		t.Helper()
+		if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(v)}); err != nil {
+			t.Fatal(err)
+		}
+		got := &v1.VMR{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(v), got); err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		return got
 	}
-	if !strings.Contains(b.message, "ns1/first") || !strings.Contains(b.message, "conseil@visio.example") {
-		t.Errorf("message %q must name the other VMR and the value", b.message)
+	if got := reconcile(first); !isConditionTrue(got.Status.Conditions, v1.ReadyCondition) {
+		t.Fatalf("first: %+v", got.Status.Conditions)
 	}
-	if b, err := r.dialConflict(ctx, earlier, "123456"); err != nil || b != nil {
-		t.Fatalf("dialConflict(earlier) = %+v, %v; the earlier room keeps its values", b, err)
+	got := reconcile(second)
+	stalled := findCondition(got.Status.Conditions, v1.StalledCondition)
+	if stalled == nil || stalled.Reason != v1.ReasonAliasConflict || !strings.Contains(stalled.Message, "ns1/first") {
+		t.Fatalf("second: %+v", got.Status.Conditions)
 	}
-	b, err = r.dialConflict(ctx, later, "123456")
-	if err != nil || b == nil || !strings.Contains(b.message, `numeric id "123456"`) {
-		t.Fatalf("dialConflict on the numeric id = %+v, %v", b, err)
+	if got.Status.JoinURL != "" || got.Status.SIPURI != "" || len(got.Status.Aliases) != 0 || got.Status.BackendRef != "" || be.creates != 1 {
+		t.Fatalf("a room in conflict advertises or holds something: %+v, %d creates", got.Status, be.creates)
 	}
-}
-
-func TestVMRDesiredRoom(t *testing.T) {
-	limit := int32(25)
-	vmr := testVMR("conseil", "mairie", "uid-1", func(v *v1.VMR) {
-		v.Spec.Description = "Conseil municipal"
-		v.Spec.Aliases = []string{"z@visio.example", "a@visio.example"}
-		v.Spec.ParticipantLimit = &limit
-	})
-	p := pinPair{secret: "conseil-pins", host: "482915", guest: "739164"}
-	room := desiredRoom(vmr, "123456", p)
-	want := backend.Room{Key: "visio-uid-1", Name: "mairie/conseil", Description: "Conseil municipal", NumericID: "123456",
-		Aliases: []string{"a@visio.example", "z@visio.example"}, HostPIN: "482915"}
-	if room.Key != want.Key || room.Name != want.Name || room.Description != want.Description || room.NumericID != want.NumericID ||
-		!slices.Equal(room.Aliases, want.Aliases) || room.HostPIN != want.HostPIN || room.GuestPIN != "" || room.AllowGuests ||
-		room.ParticipantLimit == nil || *room.ParticipantLimit != 25 {
-		t.Fatalf("desiredRoom = %+v", room)
+	claims := &v1.DialStringClaimList{}
+	if err := c.List(ctx, claims); err != nil {
+		t.Fatal(err)
 	}
-	limit = 30
-	if *room.ParticipantLimit != 25 {
-		t.Fatal("desired room shares the spec's participant limit")
-	}
-
-	vmr.Spec.AllowGuests = true
-	if guests := desiredRoom(vmr, "123456", p); guests.GuestPIN != "739164" || !guests.AllowGuests {
-		t.Fatalf("with guests allowed the guest PIN must be sent: %+v", guests)
-	}
-
-	for _, s := range []string{fmt.Sprint(p), fmt.Sprintf("%v %+v %#v %s", p, p, p, p)} {
-		if strings.Contains(s, "482915") || strings.Contains(s, "739164") {
-			t.Fatalf("a printed pinPair reveals a PIN: %s", s)
+	for _, cl := range claims.Items {
+		if cl.Spec.DialString == "conseil@visio.example" && cl.Spec.VMR.UID != "uid-1" {
+			t.Fatalf("the alias is claimed by %+v", cl.Spec.VMR)
 		}
 	}
 
-	have := room
-	have.HostPIN, have.Aliases = "111222", []string{"z@visio.example", "a@visio.example"}
-	diff := roomDiff(room, &have)
-	if !slices.Equal(diff, []string{"hostPin"}) {
-		t.Fatalf("roomDiff = %v; want only hostPin (alias order does not matter)", diff)
+	// The holder goes: its claims go with it, and the other room proceeds.
+	if err := c.Delete(ctx, first); err != nil {
+		t.Fatal(err)
 	}
-	if fingerprintRoom(room) == fingerprintRoom(have) {
-		t.Fatal("a PIN change must change the fingerprint")
+	reconcile(first)
+	if got := reconcile(second); !isConditionTrue(got.Status.Conditions, v1.ReadyCondition) {
+		t.Fatalf("second after the holder went: %+v", got.Status.Conditions)
 	}
-	if len(roomDiff(room, &room)) != 0 {
-		t.Fatal("a room differs from itself")
+	if err := c.List(ctx, claims); err != nil {
+		t.Fatal(err)
+	}
+	for _, cl := range claims.Items {
+		if cl.Spec.VMR.UID == "uid-1" {
+			t.Fatalf("claim of the deleted room left: %+v", cl.Spec)
+		}
+	}
+}
+
+// A claim whose room is gone without releasing it (finalizer removed by
+// hand) is stale: it is replaced, never left blocking.
+func TestVMRStaleClaimIsReplaced(t *testing.T) {
+	vmr := testVMR("conseil", "mairie", "uid-1", func(v *v1.VMR) {
+		v.Generation = 1
+		v.Spec.NumericID = "4242"
+	})
+	stale := newClaim(testVMR("gone", "elsewhere", "uid-gone", nil), "4242")
+	c := newFakeClient(t, vmr, stale)
+	r := newTestReconciler(c, newFakeBackend())
+	if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(vmr)}); err != nil {
+		t.Fatal(err)
+	}
+	got := &v1.DialStringClaim{}
+	if err := c.Get(context.Background(), client.ObjectKey{Name: stale.Name}, got); err != nil || got.Spec.VMR.UID != "uid-1" {
+		t.Fatalf("claim = %+v, %v; want it held by the room", got.Spec, err)
+	}
+}
+
+// After a restore of the backend, the id recorded in status names somebody
+// else's room: it is never written to, and the room is Stalled.
+func TestVMRForeignRoomAtRecordedID(t *testing.T) {
+	c, be, r, req := reconciledOnce(t, func(v *v1.VMR) { v.Generation = 1 })
+	be.rooms["ref-1"] = backend.Room{Key: "somebody-else", Name: "their room"}
+	r.clock.(*clocktesting.FakeClock).Step(r.DriftCheckInterval)
+	if _, err := r.Reconcile(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	got := &v1.VMR{}
+	if err := c.Get(context.Background(), req.NamespacedName, got); err != nil {
+		t.Fatal(err)
+	}
+	stalled := findCondition(got.Status.Conditions, v1.StalledCondition)
+	if stalled == nil || stalled.Reason != v1.ReasonBackendConflict || got.Status.BackendRef != "" || be.updates != 0 || be.deletes != 0 {
+		t.Fatalf("status %+v, %d updates, %d deletes", got.Status, be.updates, be.deletes)
+	}
+	if be.rooms["ref-1"].Key != "somebody-else" {
+		t.Fatal("the foreign room changed")
+	}
+}
+
+// A backend message that quotes a number with the PIN inside reveals nothing
+// of it.
+func TestVMRRedactsPINsInsideNumbers(t *testing.T) {
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "mine", Namespace: "mairie", Labels: map[string]string{v1.PINSecretLabel: "true"}},
+		Data: map[string][]byte{pins.HostPINKey: []byte("582913")}}
+	vmr := testVMR("conseil", "mairie", "uid-1", func(v *v1.VMR) {
+		v.Generation = 1
+		v.Spec.PINSecretRef = &v1.LocalSecretReference{Name: "mine"}
+	})
+	c := newFakeClient(t, vmr, secret)
+	be := newFakeBackend()
+	be.createErr = errors.New("conference 15829139 refused")
+	r := newTestReconciler(c, be)
+	if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(vmr)}); err == nil {
+		t.Fatal("want the backend error back")
+	}
+	got := &v1.VMR{}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(vmr), got); err != nil {
+		t.Fatal(err)
+	}
+	ready := findCondition(got.Status.Conditions, v1.ReadyCondition)
+	if ready == nil || strings.Contains(ready.Message, "1582") || strings.Contains(ready.Message, "9139") || !strings.Contains(ready.Message, "[redacted]") {
+		t.Fatalf("message = %v", ready)
+	}
+}
+
+// A PIN changed while no operator ran is applied by the first pass of the
+// next one: the status records the version of the Secret applied.
+func TestVMRPINChangedWhileDown(t *testing.T) {
+	c, be, _, req := reconciledOnce(t, func(v *v1.VMR) { v.Generation = 1 })
+	got := &v1.VMR{}
+	if err := c.Get(context.Background(), req.NamespacedName, got); err != nil {
+		t.Fatal(err)
+	}
+	secret := &corev1.Secret{}
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "mairie", Name: "conseil-pins"}, secret); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.PINSecretResourceVersion != secret.ResourceVersion {
+		t.Fatalf("status records version %q, the Secret is at %q", got.Status.PINSecretResourceVersion, secret.ResourceVersion)
+	}
+	secret.Data[pins.HostPINKey] = []byte("905173")
+	if err := c.Update(context.Background(), secret); err != nil {
+		t.Fatal(err)
+	}
+	// A new process, drift checks off.
+	r2 := newTestReconciler(c, be)
+	r2.DriftCheckInterval = 0
+	if _, err := r2.Reconcile(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if be.rooms["ref-1"].HostPIN != "905173" {
+		t.Fatal("the PIN changed while the operator was down was not applied at its first pass")
 	}
 }
 
@@ -322,7 +268,7 @@ func TestVMRReconcileKeepsPINsSecret(t *testing.T) {
 		t.Fatalf("status = %+v", st)
 	}
 	// Create looks the key up itself: no Find of the controller's own.
-	if be.creates != 1 || be.finds != 0 || be.rooms["ref-1"].HostPIN != host || be.rooms["ref-1"].Name != "mairie/conseil" {
+	if be.creates != 1 || be.finds != 0 || be.rooms["ref-1"].HostPIN != host || be.rooms["ref-1"].Name != "conseil ("+st.NumericID+")" {
 		t.Fatalf("backend: %d finds, %d creates, rooms %v", be.finds, be.creates, be.rooms)
 	}
 
@@ -651,6 +597,7 @@ func newFakeClient(t *testing.T, objs ...client.Object) client.Client {
 		WithScheme(testScheme(t)).
 		WithObjects(objs...).
 		WithStatusSubresource(&v1.VMR{}, &v1.PlatformUser{}).
+		WithIndex(&v1.VMR{}, index.VMRPINSecret, func(o client.Object) []string { return []string{index.PINSecretName(o.(*v1.VMR))} }).
 		WithIndex(&v1.VMR{}, index.VMRDialString, func(o client.Object) []string { return index.DialStrings(o.(*v1.VMR)) }).
 		WithIndex(&v1.VMR{}, index.VMROwner, func(o client.Object) []string {
 			if owner := o.(*v1.VMR).Spec.Owner; owner != "" {
@@ -712,13 +659,16 @@ func (f *fakeBackend) Find(_ context.Context, key string) (string, *backend.Room
 	return "", nil, backend.ErrNotFound
 }
 
-func (f *fakeBackend) Get(_ context.Context, ref string) (*backend.Room, error) {
+func (f *fakeBackend) Get(_ context.Context, ref, key string) (*backend.Room, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.gets++
 	room, ok := f.rooms[ref]
-	if !ok {
+	switch {
+	case !ok:
 		return nil, backend.ErrNotFound
+	case room.Key != key:
+		return nil, backend.ErrConflict
 	}
 	return &room, nil
 }
@@ -744,20 +694,52 @@ func (f *fakeBackend) Create(_ context.Context, room backend.Room) (string, erro
 func (f *fakeBackend) Update(_ context.Context, ref string, room backend.Room) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.updates++
-	if _, ok := f.rooms[ref]; !ok {
+	have, ok := f.rooms[ref]
+	switch {
+	case !ok:
 		return backend.ErrNotFound
+	case have.Key != room.Key:
+		return backend.ErrConflict
 	}
+	f.updates++
 	f.rooms[ref] = room
 	return nil
 }
 
-func (f *fakeBackend) Delete(_ context.Context, ref string) error {
+func (f *fakeBackend) Delete(_ context.Context, ref, key string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if have, ok := f.rooms[ref]; ok && have.Key != key {
+		return backend.ErrConflict
+	}
 	f.deletes++
 	delete(f.rooms, ref)
 	return nil
+}
+
+func (f *fakeBackend) Release(_ context.Context, ref, key string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if have, ok := f.rooms[ref]; ok {
+		if have.Key != key {
+			return backend.ErrConflict
+		}
+		have.Key = "retained-" + key
+		f.rooms[ref] = have
+	}
+	return nil
+}
+
+func (f *fakeBackend) ListTagged(_ context.Context, prefix string) ([]backend.Tagged, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []backend.Tagged
+	for ref, room := range f.rooms {
+		if strings.HasPrefix(room.Key, prefix) {
+			out = append(out, backend.Tagged{Ref: ref, Key: room.Key})
+		}
+	}
+	return out, nil
 }
 
 func TestVMRSetupWithManager(t *testing.T) {
@@ -778,5 +760,33 @@ func TestVMRSetupWithManager(t *testing.T) {
 	bare := &VMRReconciler{Client: mgr.GetClient(), Backend: embedded.New()}
 	if err := bare.setup(); err == nil {
 		t.Error("a reconciler without a numeric id range or a backend timeout was accepted")
+	}
+}
+
+// The sweep removes the rooms carrying our key whose VMR is gone, and nothing
+// else: not a room whose VMR exists, not a foreign or retained one.
+func TestVMRSweepRemovesOnlyOrphans(t *testing.T) {
+	vmr := testVMR("conseil", "mairie", "uid-1", nil)
+	c := newFakeClient(t, vmr)
+	be := newFakeBackend()
+	be.rooms["ref-1"] = backend.Room{Key: "visio-uid-1"}
+	be.rooms["ref-2"] = backend.Room{Key: "visio-uid-gone"}
+	be.rooms["ref-3"] = backend.Room{Key: ""}
+	be.rooms["ref-4"] = backend.Room{Key: "retained-visio-uid-old"}
+	be.rooms["ref-5"] = backend.Room{Key: "someone-else"}
+	r := newTestReconciler(c, be)
+	if err := r.setup(); err != nil {
+		t.Fatal(err)
+	}
+	s := &roomSweeper{r: r, interval: time.Minute}
+	removed, err := s.sweep(context.Background())
+	if err != nil || removed != 1 {
+		t.Fatalf("sweep = %d, %v; want 1 room removed", removed, err)
+	}
+	if _, ok := be.rooms["ref-2"]; ok || len(be.rooms) != 4 {
+		t.Fatalf("rooms left: %v", be.rooms)
+	}
+	if removed, err := s.sweep(context.Background()); err != nil || removed != 0 {
+		t.Fatalf("second sweep = %d, %v", removed, err)
 	}
 }

@@ -32,6 +32,9 @@ const (
 	// (spec.namespace or its default), so that a namespace event reaches the
 	// Entity waiting for that name.
 	EntityNamespace = "tenancy.visio.dev/entity-namespace"
+	// VMRPINSecret indexes VMRs by the Secret holding their PINs (named by
+	// spec.pinSecretRef, or generated), so that a PIN change reaches the room.
+	VMRPINSecret = "tenancy.visio.dev/vmr-pin-secret"
 )
 
 // Setup registers the field indexes on the manager's cache.
@@ -66,6 +69,11 @@ func Setup(ctx context.Context, indexer client.FieldIndexer) error {
 	}); err != nil {
 		return err
 	}
+	if err := indexer.IndexField(ctx, &v1.VMR{}, VMRPINSecret, func(o client.Object) []string {
+		return []string{PINSecretName(o.(*v1.VMR))}
+	}); err != nil {
+		return err
+	}
 	return indexer.IndexField(ctx, &v1.VMR{}, VMROwner, func(o client.Object) []string {
 		if owner := o.(*v1.VMR).Spec.Owner; owner != "" {
 			return []string{owner}
@@ -95,4 +103,13 @@ func DialStrings(v *v1.VMR) []string {
 		add(a)
 	}
 	return out
+}
+
+// PINSecretName is the Secret holding a VMR's PINs: the one its spec names,
+// or the one the operator generates, <name>-pins.
+func PINSecretName(v *v1.VMR) string {
+	if ref := v.Spec.PINSecretRef; ref != nil {
+		return ref.Name
+	}
+	return v.Name + "-pins"
 }

@@ -60,21 +60,27 @@ type Options struct {
 }
 
 // CacheOptions limits what the manager caches to the objects the operator
-// manages: entity namespaces (labelled with their entity), and the Secrets,
-// Roles, RoleBindings, ClusterRoles and ClusterRoleBindings it creates
-// (labelled managed-by). Secrets hold PINs and every other credential of the
-// cluster; the rest would grow with every namespace and role of a large
-// cluster. What a controller needs beyond that (a Secret named by a room's
-// spec.pinSecretRef, a namespace or binding of the same name as one the
-// operator wants to create) is read from the API server when needed.
+// manages: entity namespaces (labelled with their entity), the PIN Secrets
+// (those it generates and those named by a room's spec.pinSecretRef, which it
+// labels when it first reads them from the API server, so that a PIN change
+// reaches its room at once), and the RoleBindings, ClusterRoles and
+// ClusterRoleBindings it creates (labelled managed-by). Secrets hold every
+// other credential of the cluster; the rest would grow with every namespace
+// and role of a large cluster. What a controller needs beyond that (a
+// namespace or binding of the same name as one the operator wants to create)
+// is read from the API server when needed.
 func CacheOptions() cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{v1.ManagedByLabel: v1.ManagedByValue})
 	entityNamespaces, err := labels.NewRequirement(v1.EntityLabel, selection.Exists, nil)
 	if err != nil {
 		panic(err) // a constant key: cannot fail
 	}
+	pinSecrets, err := labels.NewRequirement(v1.PINSecretLabel, selection.Exists, nil)
+	if err != nil {
+		panic(err) // a constant key: cannot fail
+	}
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Secret{}:             {Label: managed},
+		&corev1.Secret{}:             {Label: labels.NewSelector().Add(*pinSecrets)},
 		&corev1.Namespace{}:          {Label: labels.NewSelector().Add(*entityNamespaces)},
 		&rbacv1.RoleBinding{}:        {Label: managed},
 		&rbacv1.ClusterRole{}:        {Label: managed},

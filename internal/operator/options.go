@@ -174,6 +174,9 @@ type BackendOptions struct {
 	PexipURL string
 	// PexipCredentialsDir holds the files username and password.
 	PexipCredentialsDir string
+	// PexipCAFile is a PEM bundle of the CAs that sign the management node's
+	// certificate (a private CA), added to the system's.
+	PexipCAFile string
 }
 
 // BindFlags registers the backend flags on fs.
@@ -181,7 +184,9 @@ func (b *BackendOptions) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&b.Kind, "vmr-backend", "embedded", "Room backend: embedded (the operator is the registry) or pexip.")
 	fs.StringVar(&b.PexipURL, "pexip-url", "", "Base URL of the Pexip Infinity management node (with --vmr-backend=pexip).")
 	fs.StringVar(&b.PexipCredentialsDir, "pexip-credentials-dir", "",
-		"Directory with files username and password for the Pexip API (a mounted Secret).")
+		"Directory with files username and password for the Pexip API (a mounted Secret; read again when it changes).")
+	fs.StringVar(&b.PexipCAFile, "pexip-ca-file", "",
+		"PEM bundle of the CAs that sign the Pexip management node's certificate, added to the system's (a private CA).")
 }
 
 // New builds the backend. timeout is the time limit of one backend call; a
@@ -194,13 +199,10 @@ func (b BackendOptions) New(timeout time.Duration) (backend.Backend, error) {
 		if b.PexipURL == "" || b.PexipCredentialsDir == "" {
 			return nil, errors.New("--vmr-backend=pexip needs --pexip-url and --pexip-credentials-dir")
 		}
-		user, pass, err := pexip.LoadCredentials(b.PexipCredentialsDir)
+		c, err := pexip.New(pexip.Config{URL: b.PexipURL, CredentialsDir: b.PexipCredentialsDir, CAFile: b.PexipCAFile,
+			RequestTimeout: max(timeout/4, time.Second)}) // room for retries within one backend call
 		if err != nil {
-			return nil, fmt.Errorf("--pexip-credentials-dir: %w", err)
-		}
-		c, err := pexip.New(pexip.Config{URL: b.PexipURL, Username: user, Password: pass, RequestTimeout: max(timeout/4, time.Second)})
-		if err != nil {
-			return nil, fmt.Errorf("--pexip-url: %w", err)
+			return nil, fmt.Errorf("--vmr-backend=pexip: %w", err)
 		}
 		return c, nil
 	}

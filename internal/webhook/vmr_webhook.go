@@ -19,6 +19,7 @@ import (
 	v1 "visio.dev/operator/api/v1alpha1"
 	"visio.dev/operator/internal/index"
 	"visio.dev/operator/internal/pins"
+	"visio.dev/operator/internal/rooms"
 )
 
 // +kubebuilder:webhook:path=/validate-tenancy-visio-dev-v1alpha1-vmr,mutating=false,failurePolicy=fail,sideEffects=None,groups=tenancy.visio.dev,resources=vmrs,verbs=create;update,versions=v1alpha1,name=vvmr.tenancy.visio.dev,admissionReviewVersions=v1,timeoutSeconds=10
@@ -117,7 +118,9 @@ func newDialStrings(old, r *v1.VMR) []dialString {
 	return out
 }
 
-// holder returns another VMR that claims value (given or generated), or nil.
+// holder returns another VMR that claims value (given or generated), or
+// holds it (its DialStringClaim, which also covers the SIP aliases the
+// operator provisions), or nil.
 func (v *VMRValidator) holder(ctx context.Context, self types.NamespacedName, value string) (*types.NamespacedName, error) {
 	others := &v1.VMRList{}
 	if err := v.List(ctx, others, client.MatchingFields{index.VMRDialString: value}); err != nil {
@@ -128,7 +131,27 @@ func (v *VMRValidator) holder(ctx context.Context, self types.NamespacedName, va
 			return &o, nil
 		}
 	}
-	return nil, nil
+	claim := &v1.DialStringClaim{}
+	err := v.Get(ctx, client.ObjectKey{Name: rooms.ClaimName(value)}, claim)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	h := types.NamespacedName{Namespace: claim.Spec.VMR.Namespace, Name: claim.Spec.VMR.Name}
+	if h == self || claim.Spec.DialString != value {
+		return nil, nil
+	}
+	// A claim whose room is gone is stale: the controller replaces it.
+	room := &v1.VMR{}
+	if err := v.Get(ctx, h, room); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	if string(room.UID) != claim.Spec.VMR.UID {
+		return nil, nil
+	}
+	return &h, nil
 }
 
 // pinsChanged reports whether the request changes what the PIN Secret must

@@ -484,8 +484,11 @@ func TestPINLeak(t *testing.T) {
 	}).WithTimeout(vmrTimeout).WithPolling(vmrPolling).Should(Succeed())
 
 	// A conflict, and drift repaired by writing the PINs again.
-	bed.srv.CreateRoomByHand(ns + "/taken")
-	conflict := newVMR(ns, "taken", func(v *v1.VMR) { v.Spec.AllowGuests = true })
+	bed.srv.CreateRoomByHand("Room taken (7777002)")
+	conflict := newVMR(ns, "taken", func(v *v1.VMR) {
+		v.Spec.AllowGuests = true
+		v.Spec.NumericID = "7777002"
+	})
 	g.Expect(k8s.Create(ctx(), conflict)).To(Succeed())
 	waitBlocked(g, client.ObjectKeyFromObject(conflict), v1.ReasonBackendConflict)
 	room := bed.expectRoom(g, got)

@@ -64,15 +64,12 @@ func (*Backend) Find(ctx context.Context, key string) (_ string, _ *backend.Room
 // Get implements backend.Backend. A nil room with a nil error means the room
 // exists and there is no external state to compare it with, so it always
 // matches what is desired.
-func (*Backend) Get(ctx context.Context, ref string) (_ *backend.Room, err error) {
+func (*Backend) Get(ctx context.Context, ref, key string) (_ *backend.Room, err error) {
 	defer func() { metrics.BackendCall(name, metrics.OpGet, err) }()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if !isOwnRef(ref) {
-		return nil, fmt.Errorf("embedded: reference %q was not made by this backend: %w", ref, backend.ErrNotFound)
-	}
-	return nil, nil
+	return nil, checkRef(ref, key)
 }
 
 // Create implements backend.Backend. The reference depends on the key only, so
@@ -92,26 +89,41 @@ func (*Backend) Create(ctx context.Context, room backend.Room) (_ string, err er
 // Update implements backend.Backend: there is nothing to change outside
 // Kubernetes. A reference made by another backend is reported as ErrNotFound,
 // as Get does, so that the room is created here instead.
-func (*Backend) Update(ctx context.Context, ref string, _ backend.Room) (err error) {
+func (*Backend) Update(ctx context.Context, ref string, room backend.Room) (err error) {
 	defer func() { metrics.BackendCall(name, metrics.OpUpdate, err) }()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if !isOwnRef(ref) {
-		return fmt.Errorf("embedded: reference %q was not made by this backend: %w", ref, backend.ErrNotFound)
-	}
-	return nil
+	return checkRef(ref, room.Key)
 }
 
 // Delete implements backend.Backend. It succeeds whatever the reference:
 // deleting a room that is gone is success, and an embedded room goes with its
 // VMR.
-func (*Backend) Delete(ctx context.Context, _ string) (err error) {
+func (*Backend) Delete(ctx context.Context, _, _ string) (err error) {
 	defer func() { metrics.BackendCall(name, metrics.OpDelete, err) }()
 	return ctx.Err()
 }
 
-func isOwnRef(ref string) bool {
-	key, ok := strings.CutPrefix(ref, RefPrefix)
-	return ok && key != ""
+// Release implements backend.Backend: nothing is kept outside Kubernetes.
+func (*Backend) Release(ctx context.Context, _, _ string) error { return ctx.Err() }
+
+// ListTagged implements backend.Backend: no room is kept outside Kubernetes,
+// so none can outlive its VMR.
+func (*Backend) ListTagged(ctx context.Context, _ string) ([]backend.Tagged, error) {
+	return nil, ctx.Err()
+}
+
+// checkRef reports a reference made by another backend as ErrNotFound, and
+// one of this backend made for another key (a status copied from another
+// room) as ErrConflict.
+func checkRef(ref, key string) error {
+	own, ok := strings.CutPrefix(ref, RefPrefix)
+	switch {
+	case !ok || own == "":
+		return fmt.Errorf("embedded: reference %q was not made by this backend: %w", ref, backend.ErrNotFound)
+	case own != key:
+		return fmt.Errorf("%w: embedded: reference %q names the room of key %q, not %q", backend.ErrConflict, ref, own, key)
+	}
+	return nil
 }

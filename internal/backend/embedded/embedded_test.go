@@ -50,12 +50,15 @@ func TestEmbeddedFindNeverFinds(t *testing.T) {
 
 func TestEmbeddedGet(t *testing.T) {
 	b := New()
-	room, err := b.Get(context.Background(), "embedded:visio-1234")
+	room, err := b.Get(context.Background(), "embedded:visio-1234", "visio-1234")
 	if err != nil || room != nil {
 		t.Fatalf("Get(own ref) = %v, %v; want nil room, nil error", room, err)
 	}
+	if _, err := b.Get(context.Background(), "embedded:visio-9999", "visio-1234"); !errors.Is(err, backend.ErrConflict) {
+		t.Errorf("Get(another room's ref) error = %v; want ErrConflict", err)
+	}
 	for _, ref := range []string{"", "embedded:", "42", "pexip:visio-1234"} {
-		if _, err := b.Get(context.Background(), ref); !errors.Is(err, backend.ErrNotFound) {
+		if _, err := b.Get(context.Background(), ref, "visio-1234"); !errors.Is(err, backend.ErrNotFound) {
 			t.Errorf("Get(%q) error = %v; want ErrNotFound", ref, err)
 		}
 	}
@@ -71,7 +74,7 @@ func TestEmbeddedUpdateAndDelete(t *testing.T) {
 		t.Fatalf("Update(foreign ref) = %v; want ErrNotFound", err)
 	}
 	for _, ref := range []string{"embedded:visio-1234", "42", ""} {
-		if err := b.Delete(ctx, ref); err != nil {
+		if err := b.Delete(ctx, ref, "visio-1234"); err != nil {
 			t.Errorf("Delete(%q) = %v", ref, err)
 		}
 	}
@@ -84,10 +87,10 @@ func TestEmbeddedHonoursContext(t *testing.T) {
 	if _, err := b.Create(ctx, backend.Room{Key: "k"}); !errors.Is(err, context.Canceled) {
 		t.Errorf("Create = %v", err)
 	}
-	if _, err := b.Get(ctx, "embedded:k"); !errors.Is(err, context.Canceled) {
+	if _, err := b.Get(ctx, "embedded:k", "k"); !errors.Is(err, context.Canceled) {
 		t.Errorf("Get = %v", err)
 	}
-	if err := b.Delete(ctx, "embedded:k"); !errors.Is(err, context.Canceled) {
+	if err := b.Delete(ctx, "embedded:k", "k"); !errors.Is(err, context.Canceled) {
 		t.Errorf("Delete = %v", err)
 	}
 }

@@ -18,11 +18,6 @@ const (
 
 	serviceTypeConference = "conference"
 
-	// numericIDDescription marks, in the alias description, the alias that is
-	// the room's numeric id: Pexip has no field for it, and an all-digit alias
-	// is not necessarily the numeric id.
-	numericIDDescription = "numeric-id"
-
 	// listPageSize keeps lookups to one request in the normal case; the
 	// server may cap it, and listing follows meta.next either way.
 	listPageSize = 100
@@ -61,6 +56,14 @@ type conferenceCreate struct {
 	AllowGuests      bool   `json:"allow_guests"`
 	ParticipantLimit *int   `json:"participant_limit"`
 	Tag              string `json:"tag"`
+	// Aliases are created with the conference, in the same request: the
+	// node refuses the whole create when one of them is taken, so a room
+	// is never half there.
+	Aliases []inlineAlias `json:"aliases"`
+}
+
+type inlineAlias struct {
+	Alias string `json:"alias"`
 }
 
 type aliasCreate struct {
@@ -130,27 +133,6 @@ func validateRoom(room backend.Room) error {
 	return nil
 }
 
-// desiredAliases maps each dial string of room to whether it is the numeric id.
-func desiredAliases(room backend.Room) map[string]bool {
-	want := make(map[string]bool, len(room.Aliases)+1)
-	for _, a := range room.Aliases {
-		if a != "" {
-			want[a] = false
-		}
-	}
-	if room.NumericID != "" {
-		want[room.NumericID] = true
-	}
-	return want
-}
-
-func aliasDescription(numeric bool) string {
-	if numeric {
-		return numericIDDescription
-	}
-	return ""
-}
-
 func roomFromConference(c conference) *backend.Room {
 	r := &backend.Room{
 		Key:         c.Tag,
@@ -164,18 +146,14 @@ func roomFromConference(c conference) *backend.Room {
 		v := int32(*c.ParticipantLimit)
 		r.ParticipantLimit = &v
 	}
-	aliases := slices.Clone(c.Aliases)
-	// Lowest id first, so that if an administrator marked a second alias as
-	// the numeric id the older one wins consistently.
-	slices.SortFunc(aliases, func(a, b conferenceAlias) int { return a.ID - b.ID })
-	for _, a := range aliases {
-		if a.Description == numericIDDescription && r.NumericID == "" {
-			r.NumericID = a.Alias
-			continue
-		}
+	// Every alias is a dial string; which one is the numeric id is the
+	// operator's business, not something stored where users see it (the
+	// alias description shows in directory search).
+	for _, a := range c.Aliases {
 		r.Aliases = append(r.Aliases, a.Alias)
 	}
 	slices.Sort(r.Aliases)
+	r.Aliases = slices.Compact(r.Aliases)
 	return r
 }
 
@@ -232,10 +210,14 @@ func createBody(room backend.Room) conferenceCreate {
 		GuestPIN:    room.GuestPIN,
 		AllowGuests: room.AllowGuests,
 		Tag:         room.Key,
+		Aliases:     []inlineAlias{},
 	}
 	if room.ParticipantLimit != nil {
 		v := int(*room.ParticipantLimit)
 		body.ParticipantLimit = &v
+	}
+	for _, a := range room.DialStrings() {
+		body.Aliases = append(body.Aliases, inlineAlias{Alias: a})
 	}
 	return body
 }
@@ -252,6 +234,39 @@ func alreadyExists(body []byte, resource, field string) bool {
 	var byField map[string][]string
 	if json.Unmarshal(body, &byField) == nil {
 		return existsMessage(byField[field])
+	}
+	return false
+}
+
+// aliasTakenBody reports whether a 400 answer to a conference create says
+// one of its inline aliases is taken, in whichever shape the node nests it.
+func aliasTakenBody(body []byte) bool {
+	if alreadyExists(body, "conference_alias", "alias") {
+		return true
+	}
+	var v any
+	if json.Unmarshal(body, &v) != nil {
+		return false
+	}
+	return mentionsTakenAlias(v, false)
+}
+
+func mentionsTakenAlias(v any, underAlias bool) bool {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, child := range t {
+			if mentionsTakenAlias(child, underAlias || strings.Contains(strings.ToLower(k), "alias")) {
+				return true
+			}
+		}
+	case []any:
+		for _, child := range t {
+			if mentionsTakenAlias(child, underAlias) {
+				return true
+			}
+		}
+	case string:
+		return underAlias && strings.Contains(strings.ToLower(t), "already exists")
 	}
 	return false
 }

@@ -3,12 +3,19 @@
 //
 // How a backend.Room maps onto Pexip:
 //
-//   - Room.Key is the conference's tag; Find lists conferences by tag.
-//   - Room.Name is the conference name, unique in Pexip.
-//   - Room.NumericID and every Room.Aliases entry is a conference_alias of the
-//     conference. The numeric id's alias has the description "numeric-id"
-//     (Pexip has no field for it); the other aliases have any other
-//     description, normally empty.
+//   - Room.Key is the conference's tag. It is what makes a conference ours:
+//     Find lists conferences by tag, and every call that acts on a recorded
+//     conference id first checks that the conference there still carries
+//     the key (after a backup restore or a new --pexip-url the id can name
+//     somebody else's room).
+//   - Room.Name is the conference name, unique in Pexip, shown to
+//     participants.
+//   - Every dial string (the numeric id and the aliases) is a
+//     conference_alias of the conference, created inline with the
+//     conference. Aliases carry nothing else: the alias description shows
+//     in directory search, so no marker is kept there; which alias is the
+//     numeric id is the operator's business, and ownership is the tag of
+//     the conference the alias belongs to.
 //   - The reference returned by Create is the conference id in decimal.
 //
 // Rooms are protected against duplication by Pexip's uniqueness of conference
@@ -18,6 +25,8 @@ package pexip
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +37,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"visio.dev/operator/internal/backend"
@@ -37,9 +47,19 @@ import (
 // Config configures a Client.
 type Config struct {
 	// URL is the management node's base URL, e.g. https://pexip.example/.
-	URL      string
+	URL string
+	// Username and Password are the management API credentials. Leave
+	// them empty and set CredentialsDir to read them from a mounted
+	// Secret instead.
 	Username string
 	Password string
+	// CredentialsDir holds the files "username" and "password" (a mounted
+	// Secret). They are read again whenever they change, so that rotated
+	// credentials are used without a restart.
+	CredentialsDir string
+	// CAFile is a PEM bundle of the certificate authorities that sign the
+	// management node's certificate, added to the system's (a private CA).
+	CAFile string
 	// RequestTimeout bounds each HTTP request (one attempt); default 10s.
 	RequestTimeout time.Duration
 	// MaxRetries is how many times a failed request is repeated; default 5,
@@ -51,9 +71,10 @@ type Config struct {
 	// RetryMaxDelay caps the backoff delay and the server's Retry-After;
 	// default 10s.
 	RetryMaxDelay time.Duration
-	// HTTPClient carries TLS settings (private CA) and proxies; its Timeout
+	// HTTPClient carries proxies and other transport settings; its Timeout
 	// should be zero or longer than RequestTimeout. Default: a client with
-	// the default transport.
+	// the default transport. Redirects are never followed, whatever its
+	// CheckRedirect says.
 	HTTPClient *http.Client
 }
 
@@ -63,8 +84,7 @@ type Config struct {
 type Client struct {
 	base       *url.URL
 	basePath   string
-	username   string
-	password   string
+	creds      *credentials
 	hc         *http.Client
 	timeout    time.Duration
 	maxRetries int
@@ -86,22 +106,30 @@ func New(cfg Config) (*Client, error) {
 	if u.User != nil {
 		return nil, errors.New("pexip: URL must not carry credentials; set Username and Password")
 	}
-	if cfg.Username == "" || cfg.Password == "" {
+	creds := &credentials{dir: cfg.CredentialsDir, username: cfg.Username, password: cfg.Password}
+	switch {
+	case cfg.CredentialsDir != "" && (cfg.Username != "" || cfg.Password != ""):
+		return nil, errors.New("pexip: set either a credentials directory or a username and password, not both")
+	case cfg.CredentialsDir != "":
+		if _, _, err := creds.get(); err != nil {
+			return nil, err
+		}
+	case cfg.Username == "" || cfg.Password == "":
 		return nil, errors.New("pexip: username and password are required")
+	}
+	hc, err := httpClient(cfg)
+	if err != nil {
+		return nil, err
 	}
 	c := &Client{
 		base:       &url.URL{Scheme: u.Scheme, Host: u.Host},
 		basePath:   strings.TrimSuffix(u.Path, "/"),
-		username:   cfg.Username,
-		password:   cfg.Password,
-		hc:         cfg.HTTPClient,
+		creds:      creds,
+		hc:         hc,
 		timeout:    cfg.RequestTimeout,
 		maxRetries: cfg.MaxRetries,
 		baseDelay:  cfg.RetryBaseDelay,
 		maxDelay:   cfg.RetryMaxDelay,
-	}
-	if c.hc == nil {
-		c.hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
 	if c.timeout <= 0 {
 		c.timeout = 10 * time.Second
@@ -122,6 +150,97 @@ func New(cfg Config) (*Client, error) {
 		c.maxDelay = c.baseDelay
 	}
 	return c, nil
+}
+
+// httpClient returns the client's own copy of cfg.HTTPClient, with the
+// private CA and without redirects. A redirect is never followed: Go turns a
+// POST answered 301 or 302 into a GET, which would report a create that
+// never happened as done, and a redirect to another host would carry the
+// credentials there.
+func httpClient(cfg Config) (*http.Client, error) {
+	hc := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	if cfg.HTTPClient != nil {
+		cp := *cfg.HTTPClient
+		hc = &cp
+	}
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if cfg.CAFile == "" {
+		return hc, nil
+	}
+	pem, err := os.ReadFile(cfg.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("pexip: reading CA bundle: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("pexip: CA bundle %s holds no PEM certificate", cfg.CAFile)
+	}
+	var tr *http.Transport
+	switch t := hc.Transport.(type) {
+	case nil:
+		tr = http.DefaultTransport.(*http.Transport).Clone()
+	case *http.Transport:
+		tr = t.Clone()
+	default:
+		return nil, errors.New("pexip: a CA bundle needs an HTTP client with an *http.Transport")
+	}
+	if tr.TLSClientConfig == nil {
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	tr.TLSClientConfig.RootCAs = pool
+	hc.Transport = tr
+	return hc, nil
+}
+
+// credentials are the management API's username and password, read again
+// from dir whenever its files change (kubelet swaps a mounted Secret's files
+// in place when the Secret changes).
+type credentials struct {
+	dir string
+
+	mu                 sync.Mutex
+	username, password string
+	stamp              string
+}
+
+// get returns the current credentials. With a directory, the files are
+// checked on every call (two stat calls) and read again when they changed.
+func (c *credentials) get() (string, string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dir == "" {
+		return c.username, c.password, nil
+	}
+	stamp, err := fileStamp(filepath.Join(c.dir, "username"), filepath.Join(c.dir, "password"))
+	if err == nil && stamp == c.stamp && c.username != "" {
+		return c.username, c.password, nil
+	}
+	user, pass, lerr := LoadCredentials(c.dir)
+	if lerr != nil {
+		if c.username != "" {
+			// Half-written during a swap: keep what worked until the
+			// files are whole again.
+			return c.username, c.password, nil
+		}
+		return "", "", lerr
+	}
+	c.username, c.password, c.stamp = user, pass, stamp
+	return user, pass, nil
+}
+
+func fileStamp(paths ...string) (string, error) {
+	var b strings.Builder
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "%d/%d;", fi.ModTime().UnixNano(), fi.Size())
+	}
+	return b.String(), nil
 }
 
 // LoadCredentials reads the files "username" and "password" of a mounted
@@ -164,17 +283,33 @@ func (c *Client) Find(ctx context.Context, key string) (string, *backend.Room, e
 }
 
 // Get implements backend.Backend.
-func (c *Client) Get(ctx context.Context, ref string) (*backend.Room, error) {
+func (c *Client) Get(ctx context.Context, ref, key string) (*backend.Room, error) {
 	ctx = metrics.WithOperation(ctx, metrics.OpGet)
-	id, err := parseRef(ref)
-	if err != nil {
-		return nil, err
-	}
-	conf, err := c.getConference(ctx, id)
+	conf, err := c.getOurs(ctx, ref, key)
 	if err != nil {
 		return nil, err
 	}
 	return roomFromConference(conf), nil
+}
+
+// getOurs reads the conference at ref and checks that it carries key.
+func (c *Client) getOurs(ctx context.Context, ref, key string) (conference, error) {
+	id, err := parseRef(ref)
+	if err != nil {
+		return conference{}, err
+	}
+	if key == "" {
+		return conference{}, errors.New("pexip: empty room key")
+	}
+	conf, err := c.getConference(ctx, id)
+	if err != nil {
+		return conference{}, err
+	}
+	if conf.Tag != key {
+		return conference{}, fmt.Errorf("%w: pexip conference %d is not this room (it carries another tag: a restored backup or another management node?)",
+			backend.ErrConflict, id)
+	}
+	return conf, nil
 }
 
 // Create implements backend.Backend.
@@ -182,11 +317,11 @@ func (c *Client) Get(ctx context.Context, ref string) (*backend.Room, error) {
 // The room is looked up by key first: one found (an earlier call's answer was
 // lost, or the caller crashed before recording it) is made to match room as
 // Update would, so that a caller needs no lookup of its own before creating.
-// Otherwise the conference is created, then its aliases one by one. When an
-// alias or the numeric id is taken by another conference, the conference
-// stays in place with the aliases that could be created, and Create returns
-// its reference together with an error wrapping backend.ErrConflict: calling
-// Create again finds it by key and tries the missing aliases again.
+// Otherwise the conference is created with all its aliases in one request,
+// which the node refuses whole when the name or an alias is taken: a room in
+// conflict leaves nothing dialable behind. Should a node ever apply such a
+// create in part, what it left under our key is removed before returning.
+// Normally: one list and one create.
 func (c *Client) Create(ctx context.Context, room backend.Room) (string, error) {
 	ctx = metrics.WithOperation(ctx, metrics.OpCreate)
 	if err := validateRoom(room); err != nil {
@@ -204,7 +339,7 @@ func (c *Client) Create(ctx context.Context, room backend.Room) (string, error) 
 		id, err := c.postConference(ctx, room)
 		switch {
 		case err == nil && id != 0:
-			return c.ensureAliases(ctx, conference{ID: id}, room, false)
+			return strconv.Itoa(id), nil
 		case err == nil:
 			// Created, but without a usable Location: find it by key.
 			err = errNoLocation
@@ -220,6 +355,8 @@ func (c *Client) Create(ctx context.Context, room backend.Room) (string, error) 
 				return "", lerr
 			}
 			// Deleted since: post again.
+		case errors.Is(err, errAliasTaken):
+			return c.aliasConflict(ctx, room)
 		case errors.Is(err, errOutcomeUnknown):
 			// Look up by key on the next turn before posting again.
 		default:
@@ -234,6 +371,52 @@ func (c *Client) Create(ctx context.Context, room backend.Room) (string, error) 
 	}
 }
 
+// aliasConflict settles a create refused for a taken alias. The alias may
+// be held by our own room, created whole by an earlier attempt whose answer
+// was lost: that room is the answer. Otherwise whatever a node that applied
+// the create in part left under our key is removed, and the error names the
+// conferences in the way.
+func (c *Client) aliasConflict(ctx context.Context, room backend.Room) (string, error) {
+	conf, err := c.findByTag(ctx, room.Key)
+	switch {
+	case err == nil && hasAll(conf, room.DialStrings()):
+		return strconv.Itoa(conf.ID), c.update(ctx, conf, room)
+	case err == nil:
+		if derr := c.deleteConference(ctx, conf.ID); derr != nil {
+			return "", fmt.Errorf("pexip: removing the part of room %q created despite a taken alias: %w", room.Name, derr)
+		}
+	case !errors.Is(err, backend.ErrNotFound):
+		return "", err
+	}
+	var conflicts []string
+	for _, a := range room.DialStrings() {
+		cur, err := c.findAlias(ctx, a)
+		if errors.Is(err, backend.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		holder, _ := idFromURI(cur.Conference, conferencePath)
+		conflicts = append(conflicts, fmt.Sprintf("alias %q belongs to pexip conference %d", a, holder))
+	}
+	if len(conflicts) == 0 {
+		// Released since: the caller's next attempt creates the room.
+		return "", fmt.Errorf("pexip: an alias of room %q was taken and is free again", room.Name)
+	}
+	return "", fmt.Errorf("%w: %s", backend.ErrConflict, strings.Join(conflicts, "; "))
+}
+
+// hasAll reports whether conf has every one of dial as an alias.
+func hasAll(conf conference, dial []string) bool {
+	for _, d := range dial {
+		if !slices.ContainsFunc(conf.Aliases, func(a conferenceAlias) bool { return a.Alias == d }) {
+			return false
+		}
+	}
+	return true
+}
+
 // Update implements backend.Backend: only differing fields are written, then
 // aliases are made to match exactly (missing ones created, others deleted).
 func (c *Client) Update(ctx context.Context, ref string, room backend.Room) error {
@@ -245,7 +428,7 @@ func (c *Client) Update(ctx context.Context, ref string, room backend.Room) erro
 	if room.Name == "" {
 		return fmt.Errorf("pexip: room %s: name is required", ref)
 	}
-	conf, err := c.getConference(ctx, id)
+	conf, err := c.getOurs(ctx, strconv.Itoa(id), room.Key)
 	if err != nil {
 		return err
 	}
@@ -259,7 +442,7 @@ func (c *Client) update(ctx context.Context, conf conference, room backend.Room)
 			method:  http.MethodPatch,
 			path:    conferenceURI(conf.ID),
 			body:    patch,
-			secrets: pins(room, conf),
+			secrets: roomPINs(room, conf),
 		}
 		resp, err := c.do(ctx, cl)
 		if err != nil {
@@ -275,22 +458,27 @@ func (c *Client) update(ctx context.Context, conf conference, room backend.Room)
 			return c.apiError(cl, resp)
 		}
 	}
-	_, err := c.ensureAliases(ctx, conf, room, true)
-	return err
+	return c.ensureAliases(ctx, conf, room)
 }
 
 // Delete implements backend.Backend. Pexip deletes the aliases with the
 // conference. A reference made by another backend (the operator used to run
-// with the embedded one) names no room here, so deleting it succeeds.
-func (c *Client) Delete(ctx context.Context, ref string) error {
+// with the embedded one) names no room here, so deleting it succeeds. The
+// conference is read first: one that does not carry key is not ours and is
+// never deleted.
+func (c *Client) Delete(ctx context.Context, ref, key string) error {
 	ctx = metrics.WithOperation(ctx, metrics.OpDelete)
-	id, err := parseRef(ref)
+	conf, err := c.getOurs(ctx, ref, key)
 	if errors.Is(err, backend.ErrNotFound) {
-		return nil // made by another backend: there is no such room here
+		return nil
 	}
 	if err != nil {
 		return err
 	}
+	return c.deleteConference(ctx, conf.ID)
+}
+
+func (c *Client) deleteConference(ctx context.Context, id int) error {
 	cl := call{method: http.MethodDelete, path: conferenceURI(id)}
 	resp, err := c.do(ctx, cl)
 	if err != nil {
@@ -302,6 +490,50 @@ func (c *Client) Delete(ctx context.Context, ref string) error {
 	return c.apiError(cl, resp)
 }
 
+// ReleasedTagPrefix starts the tag of a room handed over with Release.
+const ReleasedTagPrefix = "retained-"
+
+// Release implements backend.Backend: the tag becomes "retained-<key>".
+func (c *Client) Release(ctx context.Context, ref, key string) error {
+	conf, err := c.getOurs(ctx, ref, key)
+	if errors.Is(err, backend.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	cl := call{method: http.MethodPatch, path: conferenceURI(conf.ID), body: map[string]any{"tag": ReleasedTagPrefix + key}}
+	resp, err := c.do(ctx, cl)
+	if err != nil {
+		return err
+	}
+	if isSuccess(resp.status) || resp.status == http.StatusNotFound {
+		return nil
+	}
+	return c.apiError(cl, resp)
+}
+
+// ListTagged implements backend.Backend: one paged list of the conferences
+// whose tag starts with prefix.
+func (c *Client) ListTagged(ctx context.Context, prefix string) ([]backend.Tagged, error) {
+	if prefix == "" {
+		return nil, errors.New("pexip: empty tag prefix")
+	}
+	all, err := listAll[conference](ctx, c, conferencePath, url.Values{"tag__startswith": {prefix}})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]backend.Tagged, 0, len(all))
+	for _, conf := range all {
+		// Checked here too: a node that ignored the filter must not make
+		// the sweep remove somebody else's room.
+		if strings.HasPrefix(conf.Tag, prefix) {
+			out = append(out, backend.Tagged{Ref: strconv.Itoa(conf.ID), Key: conf.Tag})
+		}
+	}
+	return out, nil
+}
+
 var (
 	errNameTaken  = errors.New("conference name already exists")
 	errAliasTaken = errors.New("conference alias already exists")
@@ -310,7 +542,7 @@ var (
 
 func isSuccess(status int) bool { return status >= 200 && status < 300 }
 
-func pins(room backend.Room, conf conference) []string {
+func roomPINs(room backend.Room, conf conference) []string {
 	return []string{room.HostPIN, room.GuestPIN, conf.PIN, conf.GuestPIN}
 }
 
@@ -403,90 +635,60 @@ func (c *Client) postConference(ctx context.Context, room backend.Room) (int, er
 		return id, nil
 	case resp.status == http.StatusBadRequest && alreadyExists(resp.body, "conference", "name"):
 		return 0, errNameTaken
+	case resp.status == http.StatusBadRequest && aliasTakenBody(resp.body):
+		return 0, errAliasTaken
 	default:
 		return 0, c.apiError(cl, resp)
 	}
 }
 
-// ensureAliases creates room's missing aliases on conf and corrects their
-// numeric-id marking; with prune it also deletes the aliases room does not
-// have. Aliases held by other conferences are skipped and reported together
-// in one error wrapping backend.ErrConflict, after the others are done.
-func (c *Client) ensureAliases(ctx context.Context, conf conference, room backend.Room, prune bool) (string, error) {
-	ref := strconv.Itoa(conf.ID)
-	want := desiredAliases(room)
-	have := make(map[string]conferenceAlias, len(conf.Aliases))
+// ensureAliases creates room's missing aliases on conf and deletes the ones
+// room does not have. Aliases held by other conferences are skipped and
+// reported together in one error wrapping backend.ErrConflict, after the
+// others are done.
+func (c *Client) ensureAliases(ctx context.Context, conf conference, room backend.Room) error {
+	want := room.DialStrings()
+	have := make(map[string]bool, len(conf.Aliases))
 	for _, a := range conf.Aliases {
-		have[a.Alias] = a
+		have[a.Alias] = true
 	}
-	if prune {
-		for _, a := range conf.Aliases {
-			if _, ok := want[a.Alias]; ok {
-				continue
-			}
-			if err := c.deleteAlias(ctx, a.ID); err != nil {
-				return ref, err
-			}
-		}
-	}
-	// Numeric id first, then the rest in order, so partial progress is
-	// predictable.
-	names := make([]string, 0, len(want))
-	for a := range want {
-		names = append(names, a)
-	}
-	slices.SortFunc(names, func(a, b string) int {
-		if want[a] != want[b] {
-			if want[a] {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a, b)
-	})
-	var conflicts []string
-	for _, name := range names {
-		numeric := want[name]
-		if cur, ok := have[name]; ok {
-			if (cur.Description == numericIDDescription) != numeric {
-				if err := c.patchAliasDescription(ctx, cur.ID, numeric); err != nil {
-					return ref, err
-				}
-			}
+	for _, a := range conf.Aliases {
+		if slices.Contains(want, a.Alias) {
 			continue
 		}
-		owner, err := c.createAlias(ctx, conf.ID, name, numeric)
+		if err := c.deleteAlias(ctx, a.ID); err != nil {
+			return err
+		}
+	}
+	var conflicts []string
+	for _, name := range want {
+		if have[name] {
+			continue
+		}
+		owner, err := c.createAlias(ctx, conf.ID, name)
 		if errors.Is(err, backend.ErrConflict) {
-			what := "alias"
-			if numeric {
-				what = "numeric id"
-			}
-			conflicts = append(conflicts, fmt.Sprintf("%s %q belongs to pexip conference %d", what, name, owner))
+			conflicts = append(conflicts, fmt.Sprintf("alias %q belongs to pexip conference %d", name, owner))
 			continue
 		}
 		if err != nil {
-			return ref, err
+			return err
 		}
 	}
 	if len(conflicts) > 0 {
-		return ref, fmt.Errorf("%w: %s", backend.ErrConflict, strings.Join(conflicts, "; "))
+		return fmt.Errorf("%w: %s", backend.ErrConflict, strings.Join(conflicts, "; "))
 	}
-	return ref, nil
+	return nil
 }
 
 // createAlias adds alias to conference confID. A duplicate or an ambiguous
 // failure is settled by looking the alias up: if it is already ours (an
 // earlier answer was lost) that is success; if another conference holds it,
 // the error wraps backend.ErrConflict and owner is that conference's id.
-func (c *Client) createAlias(ctx context.Context, confID int, alias string, numeric bool) (owner int, err error) {
+func (c *Client) createAlias(ctx context.Context, confID int, alias string) (owner int, err error) {
 	cl := call{
 		method: http.MethodPost,
 		path:   aliasPath,
-		body: aliasCreate{
-			Alias:       alias,
-			Conference:  conferenceURI(confID),
-			Description: aliasDescription(numeric),
-		},
+		body:   aliasCreate{Alias: alias, Conference: conferenceURI(confID)},
 	}
 	for attempt := 0; ; attempt++ {
 		resp, err := c.do(ctx, cl)
@@ -507,9 +709,6 @@ func (c *Client) createAlias(ctx context.Context, confID int, alias string, nume
 			if holder != confID {
 				return holder, fmt.Errorf("%w: alias %q belongs to conference %d", backend.ErrConflict, alias, holder)
 			}
-			if (cur.Description == numericIDDescription) != numeric {
-				return 0, c.patchAliasDescription(ctx, cur.ID, numeric)
-			}
 			return 0, nil
 		}
 		if !errors.Is(lerr, backend.ErrNotFound) {
@@ -522,22 +721,6 @@ func (c *Client) createAlias(ctx context.Context, confID int, alias string, nume
 			return 0, fmt.Errorf("%w (retry interrupted: %w)", err, serr)
 		}
 	}
-}
-
-func (c *Client) patchAliasDescription(ctx context.Context, id int, numeric bool) error {
-	cl := call{
-		method: http.MethodPatch,
-		path:   aliasPath + strconv.Itoa(id) + "/",
-		body:   map[string]any{"description": aliasDescription(numeric)},
-	}
-	resp, err := c.do(ctx, cl)
-	if err != nil {
-		return err
-	}
-	if !isSuccess(resp.status) {
-		return c.apiError(cl, resp)
-	}
-	return nil
 }
 
 func (c *Client) deleteAlias(ctx context.Context, id int) error {

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"unicode/utf8"
+
+	"visio.dev/operator/internal/pins"
 )
 
 // ErrUnauthorized is wrapped by errors for HTTP 401 and 403: retrying does not
@@ -108,11 +110,5 @@ func redactJSON(v any) any {
 	return v
 }
 
-func scrub(s string, secrets []string) string {
-	for _, secret := range secrets {
-		if secret != "" {
-			s = strings.ReplaceAll(s, secret, redacted)
-		}
-	}
-	return s
-}
+// scrub removes the secrets from s, with the whole number each is part of.
+func scrub(s string, secrets []string) string { return pins.Redact(s, secrets...) }

@@ -58,6 +58,10 @@ func (c *Client) do(ctx context.Context, cl call) (*response, error) {
 		var wait time.Duration
 		waitSet := false
 		switch {
+		case errors.As(err, new(*redirectError)):
+			// Not followed, not retried: the URL is wrong, and a POST
+			// redirected was not applied.
+			return nil, fmt.Errorf("pexip: %s %s: %w", cl.method, cl.path, err)
 		case err != nil:
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("pexip: %s %s: %w", cl.method, cl.path, context.Cause(ctx))
@@ -107,7 +111,11 @@ func (c *Client) attempt(ctx context.Context, method, target string, payload []b
 	if err != nil {
 		return nil, err
 	}
-	req.SetBasicAuth(c.username, c.password)
+	user, pass, err := c.creds.get()
+	if err != nil {
+		return nil, err
+	}
+	req.SetBasicAuth(user, pass)
 	req.Header.Set("Accept", "application/json")
 	if payload != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -118,12 +126,26 @@ func (c *Client) attempt(ctx context.Context, method, target string, payload []b
 		return nil, err
 	}
 	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return nil, &redirectError{status: resp.StatusCode, location: resp.Header.Get("Location")}
+	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	metrics.BackendHTTPRequest(ctx, c.Name(), resp.StatusCode, err)
 	if err != nil {
 		return nil, err
 	}
 	return &response{status: resp.StatusCode, header: resp.Header, body: b}, nil
+}
+
+// redirectError is a redirect the client refuses to follow.
+type redirectError struct {
+	status   int
+	location string
+}
+
+func (e *redirectError) Error() string {
+	return fmt.Sprintf("HTTP %d: the management node redirects to %q; redirects are not followed (a POST must not become a GET, credentials must not go elsewhere): set the Pexip URL to the address it redirects to",
+		e.status, e.location)
 }
 
 func (c *Client) endpoint(path string, query url.Values) string {

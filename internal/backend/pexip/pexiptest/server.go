@@ -2,12 +2,26 @@
 // configuration API (conferences and conference aliases), with fault
 // injection, for tests of the pexip backend.
 //
-// It follows the real API where the backend depends on it: Basic auth, 201
-// with a Location header and an empty body on create, 202 on update, 204 on
-// delete, 400 with {"<resource>": {"<field>": [...]}} on validation errors,
-// list filters and meta/next pagination (limit defaults to 20, 0 means no
-// limit), unique conference names and aliases, and aliases deleted with
-// their conference.
+// It is as strict as a real management node where the operator depends on
+// it, after Pexip's documentation and public clients of the API (the Pexip
+// Terraform provider, pexshell, Caseflow, Mividas): Basic auth; 201 with an
+// absolute Location and an empty body on create; PATCH a partial update
+// answered 202; PUT a full replace (fields left out go back to their
+// defaults); 204 on delete; redirects are the client's business; 400 with
+// {"<resource>": {"<field>": [...]}} on validation errors, e.g. a duplicate
+// name {"conference":{"name":["Virtual Meeting Room with this Name already
+// exists."]}}; list filters name, tag, tag__startswith, service_type and
+// aliases__alias (conference), alias and conference (conference_alias), and
+// meta/next pagination (limit 20 by default, 0 for no limit); aliases
+// accepted inline in a conference create, the whole create refused when one
+// of them is taken; names of at most 250 characters; PINs of 4 to 20
+// characters, digits with an optional final #; a guest PIN and allow_guests
+// need a host PIN; unique conference names and aliases, and aliases deleted
+// with their conference.
+//
+// Beyond faults it can apply a create long after its client gave up
+// (FaultLateApply) and restore an earlier state, so that conference ids are
+// handed out again to other rooms (Snapshot, Restore).
 package pexiptest
 
 import (
@@ -25,6 +39,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 const (
@@ -69,6 +84,10 @@ type Faults struct {
 	TimeoutRate float64
 	// RateLimitRate answers 429 with Retry-After 0 or 1, without applying.
 	RateLimitRate float64
+	// LateApplyRate, drawn after the others and for conference creates
+	// only, holds the create for the whole Hang and then applies it
+	// (FaultLateApply).
+	LateApplyRate float64
 	// Hang is how long a timed-out request is held, cut short when the
 	// client goes away; default 2s. Make it longer than the client's timeout.
 	Hang time.Duration
@@ -91,6 +110,10 @@ const (
 	FaultHangAfterApply
 	// FaultRateLimit answers 429 with Retry-After 0 or 1, without applying.
 	FaultRateLimit
+	// FaultLateApply holds the request for the whole Hang, whatever the
+	// client does, then applies it: a create that commits on the node
+	// after the client timed out, retried, and possibly deleted its room.
+	FaultLateApply
 	// FaultErrorQuotingRequest answers 500 with an HTML page that quotes the
 	// request body, PINs included, without applying the request, as a
 	// careless proxy or web application firewall would. Clients must not
@@ -191,6 +214,14 @@ func (s *Server) HoldNext(request string) *Hold {
 	return h
 }
 
+// SetCredentials changes the credentials the server accepts, as rotating
+// the management account's password does.
+func (s *Server) SetCredentials(username, password string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.username, s.password = username, password
+}
+
 // SetMaxPageSize caps the list limit (0: no cap), to exercise pagination.
 func (s *Server) SetMaxPageSize(n int) {
 	s.mu.Lock()
@@ -233,6 +264,45 @@ func (s *Server) Rooms() []Conference {
 		out = append(out, s.snapshot(id))
 	}
 	return out
+}
+
+// State is a copy of everything the server stores, for Restore.
+type State struct {
+	conferences map[int]Conference
+	aliases     map[int]Alias
+	nextConfID  int
+	nextAliasID int
+}
+
+// Snapshot copies the stored conferences and aliases, as a backup would.
+func (s *Server) Snapshot() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := State{conferences: map[int]Conference{}, aliases: map[int]Alias{}, nextConfID: s.nextConfID, nextAliasID: s.nextAliasID}
+	for id, c := range s.conferences {
+		st.conferences[id] = *c
+	}
+	for id, a := range s.aliases {
+		st.aliases[id] = *a
+	}
+	return st
+}
+
+// Restore puts back a snapshot, as restoring a backup of the management
+// node does: what was created since is gone and its ids are handed out
+// again, to whatever is created next.
+func (s *Server) Restore(st State) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conferences = map[int]*Conference{}
+	s.aliases = map[int]*Alias{}
+	for id, c := range st.conferences {
+		s.conferences[id] = &c
+	}
+	for id, a := range st.aliases {
+		s.aliases[id] = &a
+	}
+	s.nextConfID, s.nextAliasID = st.nextConfID, st.nextAliasID
 }
 
 // EditRoomByHand changes a stored conference, as an administrator would in
@@ -299,11 +369,14 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 
 	user, pass, ok := r.BasicAuth()
+	s.mu.Lock()
+	wantUser, wantPass := s.username, s.password
+	s.mu.Unlock()
 	switch {
 	case !pathOK:
 		http.NotFound(w, r)
 		return
-	case !ok || user != s.username || pass != s.password:
+	case !ok || user != wantUser || pass != wantPass:
 		w.Header().Set("WWW-Authenticate", `Basic realm="Pexip"`)
 		w.WriteHeader(http.StatusUnauthorized)
 		return
@@ -345,6 +418,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "<html><body>502 Bad Gateway</body></html>")
 	case FaultHangBeforeApply:
 		wait()
+		apply(w)
+	case FaultLateApply:
+		t := time.NewTimer(hang)
+		<-t.C
 		apply(w)
 	case FaultHangAfterApply:
 		rec := httptest.NewRecorder()
@@ -411,6 +488,8 @@ func (s *Server) drawFault(reqName string) (FaultMode, time.Duration) {
 			return FaultHangBeforeApply, hang
 		}
 		return FaultHangAfterApply, hang
+	case reqName == "POST "+kindConference && x < f.RateLimitRate+f.ErrorRate+f.TimeoutRate+f.LateApplyRate:
+		return FaultLateApply, hang
 	}
 	return 0, hang
 }
@@ -471,7 +550,9 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, kind string, id 
 	case id != 0 && r.Method == http.MethodGet:
 		s.get(w, kind, id)
 	case id != 0 && r.Method == http.MethodPatch:
-		s.patch(w, kind, id, body)
+		s.patch(w, kind, id, body, false)
+	case id != 0 && r.Method == http.MethodPut:
+		s.patch(w, kind, id, body, true)
 	case id != 0 && r.Method == http.MethodDelete:
 		s.delete(w, kind, id)
 	default:
@@ -524,7 +605,11 @@ func (s *Server) aliasJSON(a *Alias) aliasJSON {
 }
 
 func (s *Server) conferenceJSON(id int) conferenceJSON {
-	c := s.snapshot(id)
+	return s.conferenceJSONOf(s.snapshot(id))
+}
+
+// conferenceJSONOf renders a snapshot.
+func (s *Server) conferenceJSONOf(c Conference) conferenceJSON {
 	out := conferenceJSON{
 		ID:               c.ID,
 		Name:             c.Name,
@@ -562,7 +647,7 @@ func (s *Server) snapshot(id int) Conference {
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request, kind string) {
 	q := r.URL.Query()
-	filters := map[string]bool{"name": true, "tag": true, "service_type": true}
+	filters := map[string]bool{"name": true, "tag": true, "tag__startswith": true, "service_type": true, "aliases__alias": true}
 	if kind == kindAlias {
 		filters = map[string]bool{"alias": true, "conference": true}
 	}
@@ -592,10 +677,19 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, kind string) {
 
 	var objects []any
 	if kind == kindConference {
+		// The aliases of every conference, gathered once per request.
+		byConf := map[int][]Alias{}
+		for _, aid := range sortedKeys(s.aliases) {
+			a := s.aliases[aid]
+			byConf[a.ConferenceID] = append(byConf[a.ConferenceID], *a)
+		}
 		for _, id := range sortedKeys(s.conferences) {
-			c := s.conferences[id]
-			if match(q, "name", c.Name) && match(q, "tag", c.Tag) && match(q, "service_type", c.ServiceType) {
-				objects = append(objects, s.conferenceJSON(id))
+			c := *s.conferences[id]
+			c.Aliases = byConf[id]
+			if match(q, "name", c.Name) && match(q, "tag", c.Tag) && match(q, "service_type", c.ServiceType) &&
+				(!q.Has("tag__startswith") || strings.HasPrefix(c.Tag, q.Get("tag__startswith"))) &&
+				(!q.Has("aliases__alias") || slices.ContainsFunc(c.Aliases, func(a Alias) bool { return a.Alias == q.Get("aliases__alias") })) {
+				objects = append(objects, s.conferenceJSONOf(c))
 			}
 		}
 	} else {
@@ -663,10 +757,20 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, kind string, bod
 		if !s.applyConference(w, c, body) {
 			return
 		}
+		inline, ok := s.inlineAliases(w, body)
+		if !ok {
+			return
+		}
 		id = s.nextConfID
 		s.nextConfID++
 		c.ID = id
 		s.conferences[id] = c
+		for _, a := range inline {
+			a.ID = s.nextAliasID
+			a.ConferenceID = id
+			s.nextAliasID++
+			s.aliases[a.ID] = a
+		}
 	} else {
 		a := &Alias{}
 		if !s.applyAlias(w, a, body, true) {
@@ -681,17 +785,33 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, kind string, bod
 	w.WriteHeader(http.StatusCreated)
 }
 
-func (s *Server) patch(w http.ResponseWriter, kind string, id int, body []byte) {
+// patch applies a PATCH, or with replace a PUT: the fields the body leaves
+// out go back to their defaults, as a full replace does.
+func (s *Server) patch(w http.ResponseWriter, kind string, id int, body []byte, replace bool) {
 	var ok bool
 	if kind == kindConference {
 		var c *Conference
-		if c, ok = s.conferences[id]; ok && !s.applyConference(w, c, body) {
-			return
+		if c, ok = s.conferences[id]; ok {
+			target := c
+			if replace {
+				target = &Conference{ID: id, ServiceType: "conference"}
+			}
+			if !s.applyConference(w, target, body) {
+				return
+			}
+			*c = *target
 		}
 	} else {
 		var a *Alias
-		if a, ok = s.aliases[id]; ok && !s.applyAlias(w, a, body, false) {
-			return
+		if a, ok = s.aliases[id]; ok {
+			target := a
+			if replace {
+				target = &Alias{ID: id}
+			}
+			if !s.applyAlias(w, target, body, replace) {
+				return
+			}
+			*a = *target
 		}
 	}
 	if !ok {
@@ -728,7 +848,8 @@ func (s *Server) deleteConference(id int) {
 	}
 }
 
-var pinFormat = regexp.MustCompile(`^[0-9]{4,20}#?$`)
+// pinFormat: 4 to 20 characters, the final # included.
+var pinFormat = regexp.MustCompile(`^(?:[0-9]{4,20}|[0-9]{3,19}#)$`)
 
 var serviceTypes = map[string]bool{"conference": true, "lecture": true, "two_stage_dialing": true, "test_call": true}
 
@@ -774,18 +895,21 @@ func (s *Server) applyConference(w http.ResponseWriter, c *Conference, body []by
 	switch {
 	case next.Name == "":
 		errs["name"] = append(errs["name"], "This field is required.")
-	case len(next.Name) > 250:
+	case utf8.RuneCountInString(next.Name) > 250:
 		errs["name"] = append(errs["name"], "Ensure this value has at most 250 characters.")
 	case s.nameTaken(next.Name, c.ID):
-		errs["name"] = append(errs["name"], "Conference with this Name already exists.")
+		errs["name"] = append(errs["name"], "Virtual Meeting Room with this Name already exists.")
 	}
 	if !serviceTypes[next.ServiceType] {
 		errs["service_type"] = append(errs["service_type"], fmt.Sprintf("Select a valid choice. %s is not one of the available choices.", next.ServiceType))
 	}
 	for field, v := range map[string]string{"pin": next.PIN, "guest_pin": next.GuestPIN} {
 		if v != "" && !pinFormat.MatchString(v) {
-			errs[field] = append(errs[field], fmt.Sprintf("Invalid PIN '%s': a PIN is 4 to 20 digits.", v))
+			errs[field] = append(errs[field], fmt.Sprintf("Invalid PIN '%s': a PIN is 4 to 20 characters, digits with an optional final #.", v))
 		}
+	}
+	if next.AllowGuests && next.PIN == "" {
+		errs["allow_guests"] = append(errs["allow_guests"], "Guests can only be allowed when a Host PIN is set.")
 	}
 	if next.GuestPIN != "" && next.PIN == "" {
 		errs["guest_pin"] = append(errs["guest_pin"], "A Guest PIN requires a Host PIN.")
@@ -802,6 +926,36 @@ func (s *Server) applyConference(w http.ResponseWriter, c *Conference, body []by
 	}
 	*c = next
 	return true
+}
+
+// inlineAliases checks the aliases of a conference create, all of them
+// before any is stored, so that a create with a taken alias changes nothing.
+func (s *Server) inlineAliases(w http.ResponseWriter, body []byte) ([]*Alias, bool) {
+	var in struct {
+		Aliases []struct {
+			Alias       string `json:"alias"`
+			Description string `json:"description"`
+		} `json:"aliases"`
+	}
+	if err := json.Unmarshal(body, &in); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{kindConference: map[string][]string{"aliases": {"Expected a list of aliases."}}})
+		return nil, false
+	}
+	seen := map[string]bool{}
+	var out []*Alias
+	for _, a := range in.Aliases {
+		switch {
+		case a.Alias == "":
+			writeJSON(w, http.StatusBadRequest, map[string]any{kindAlias: map[string][]string{"alias": {"This field is required."}}})
+			return nil, false
+		case seen[a.Alias] || s.aliasTaken(a.Alias, 0):
+			writeJSON(w, http.StatusBadRequest, map[string]any{kindAlias: map[string][]string{"alias": {"Conference alias with this Alias already exists."}}})
+			return nil, false
+		}
+		seen[a.Alias] = true
+		out = append(out, &Alias{Alias: a.Alias, Description: a.Description})
+	}
+	return out, true
 }
 
 func (s *Server) applyAlias(w http.ResponseWriter, a *Alias, body []byte, creating bool) bool {
