@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -204,23 +203,17 @@ func (r *LicensePoolReconciler) updatePoolStatus(ctx context.Context, pool *v1.L
 	} else {
 		setPhase(&st.StatusBase, pool.Generation, phaseReady, v1.ReasonReconciled, msg)
 	}
-	if st.Pending > 0 && orig.Status.Pending == 0 {
-		r.Recorder.Eventf(pool, nil, corev1.EventTypeWarning, v1.ReasonLicensePoolExhausted, "Allocate",
-			"License pool %q of namespace %q is full: %d/%d licenses used, %s", pool.Name, pool.Namespace, st.Used, st.Capacity, waiting(st.Pending))
-	}
 	if err := patchStatusIfChanged(ctx, r.Client, orig, pool, &orig.Status, &pool.Status); err != nil {
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: requeue}, nil
 }
 
-// reservationGrace is how long a reservation is kept after its user shows up
-// in the cache, so that webhook replicas whose cache lags this one's still see
-// the license as taken.
-const reservationGrace = 5 * time.Second
-
 // liveReservations keeps the reservations that have not outlived the TTL and
 // whose user the cache does not yet show at the generation they were made for.
+// A reservation is dropped in the same write that counts its user in used and
+// pending, which admission reads: every admitted user is in the one or the
+// other, whatever the cache of another replica shows.
 func (r *LicensePoolReconciler) liveReservations(pool *v1.LicensePool, users *v1.PlatformUserList, now time.Time) []v1.LicenseReservation {
 	if len(pool.Status.Reservations) == 0 {
 		return pool.Status.Reservations
@@ -231,10 +224,8 @@ func (r *LicensePoolReconciler) liveReservations(pool *v1.LicensePool, users *v1
 	}
 	var out []v1.LicenseReservation
 	for _, res := range pool.Status.Reservations {
-		age := now.Sub(res.ReservedAt.Time)
 		generation, ok := seen[res.User]
-		covered := ok && res.CoveredBy(generation)
-		if age >= r.ReservationTTL || (covered && age >= reservationGrace) {
+		if now.Sub(res.ReservedAt.Time) >= r.ReservationTTL || ok && res.CoveredBy(generation) {
 			continue
 		}
 		out = append(out, res)
