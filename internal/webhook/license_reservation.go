@@ -7,6 +7,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -291,8 +292,9 @@ func (r *licenseReserver) tryRound(ctx context.Context, key types.NamespacedName
 //     the controller has not counted at all (created while admission was not
 //     called).
 //
-// The pool's record may still count users deactivated since the controller's
-// last pass: it errs on the side of refusing until the next pass.
+// The pool's record still counts the holders deactivated or moved since the
+// controller's last pass; newLedger gives those back after checking them on
+// the API server. A user deleted since is counted until the next pass.
 type ledger struct {
 	recorded int             // counted by the controller, plus live reservations
 	reserved map[string]bool // users with a live reservation in the pool's record
@@ -315,6 +317,25 @@ func (r *licenseReserver) newLedger(ctx context.Context, pool *v1.LicensePool, n
 		generations[u.Name] = u.Generation
 		if u.WantsLicenseIn(pool.Name) {
 			l.seen[u.Name] = true
+			continue
+		}
+		if holdsLicenseIn(u, pool.Name) {
+			// Deactivated or moved away, and not yet released by the
+			// controller: its license is free, but the pool's record still
+			// counts it. Read it from the API server, after the pool: if it
+			// still holds the license there, no write of the controller has
+			// released it, so the record read before counts it and the
+			// license can be given back now rather than after the next pass.
+			live := &v1.PlatformUser{}
+			if err := r.reader.Get(ctx, client.ObjectKeyFromObject(u), live); err != nil {
+				if apierrors.IsNotFound(err) {
+					continue // gone: the next pass of the controller frees it
+				}
+				return nil, fmt.Errorf("cannot read user %q: %w", u.Name, err)
+			}
+			if !live.WantsLicenseIn(pool.Name) && holdsLicenseIn(live, pool.Name) {
+				l.recorded--
+			}
 		}
 	}
 	for _, res := range pool.Status.Reservations {
@@ -341,6 +362,11 @@ func (r *licenseReserver) newLedger(ctx context.Context, pool *v1.LicensePool, n
 		l.seen[res.User] = true
 	}
 	return l, nil
+}
+
+// holdsLicenseIn tells whether u's status shows a license of pool.
+func holdsLicenseIn(u *v1.PlatformUser, pool string) bool {
+	return u.Status.LicensePool == pool && meta.IsStatusConditionTrue(u.Status.Conditions, v1.LicensedCondition)
 }
 
 // heldBesides is how many licenses are held or promised to users other than user.

@@ -242,3 +242,31 @@ func TestInventedPoolNamesLeaveNothing(t *testing.T) {
 		t.Errorf("%d pool queues left after %d invented pool names; want none", len(r.queues), n)
 	}
 }
+
+// TestDeactivatedHolderFreesItsLicenseAtOnce: a holder deactivated a moment
+// ago, that the controller has not released yet, still counts in the pool's
+// record; admission gives its license to the next user at once.
+func TestDeactivatedHolderFreesItsLicenseAtOnce(t *testing.T) {
+	pool := denyPool("ns", "p", 1)
+	pool.Status.Used = 1
+	first := &v1.PlatformUser{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "first"},
+		Spec: v1.PlatformUserSpec{LicensePool: "p", Active: ptr.To(false)},
+		Status: v1.PlatformUserStatus{LicensePool: "p"}}
+	first.Status.Conditions = []metav1.Condition{{
+		Type: v1.LicensedCondition, Status: metav1.ConditionTrue, Reason: v1.ReasonLicensed, LastTransitionTime: metav1.Now()}}
+	w := &poolWrites{}
+	c := newFakeAPI(t, w, pool, first)
+	if admitted, _ := activate(t, []*licenseReserver{testReserver(c)}, "ns", "p", 3, 0); admitted != 1 {
+		t.Errorf("admitted %d into a pool of 1 whose only holder was deactivated; want 1", admitted)
+	}
+
+	// Still active: the pool is full.
+	pool2 := denyPool("ns", "q", 1)
+	pool2.Status.Used = 1
+	holder := first.DeepCopy()
+	holder.Name, holder.Spec.LicensePool, holder.Spec.Active, holder.Status.LicensePool = "holder", "q", ptr.To(true), "q"
+	c = newFakeAPI(t, w, pool2, holder)
+	if admitted, _ := activate(t, []*licenseReserver{testReserver(c)}, "ns", "q", 3, 0); admitted != 0 {
+		t.Errorf("admitted %d into a full pool of 1; want 0", admitted)
+	}
+}
