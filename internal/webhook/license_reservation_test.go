@@ -250,7 +250,7 @@ func TestDeactivatedHolderFreesItsLicenseAtOnce(t *testing.T) {
 	pool := denyPool("ns", "p", 1)
 	pool.Status.Used = 1
 	first := &v1.PlatformUser{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "first"},
-		Spec: v1.PlatformUserSpec{LicensePool: "p", Active: ptr.To(false)},
+		Spec:   v1.PlatformUserSpec{LicensePool: "p", Active: ptr.To(false)},
 		Status: v1.PlatformUserStatus{LicensePool: "p"}}
 	first.Status.Conditions = []metav1.Condition{{
 		Type: v1.LicensedCondition, Status: metav1.ConditionTrue, Reason: v1.ReasonLicensed, LastTransitionTime: metav1.Now()}}
