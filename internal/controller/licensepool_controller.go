@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -42,6 +43,7 @@ type LicensePoolReconciler struct {
 	MaxConcurrentReconciles int
 
 	expectations *writeExpectations
+	poolWrites   poolWriteTimes
 }
 
 // expectationTimeout bounds how long a pool waits for the cache to show its
@@ -203,10 +205,72 @@ func (r *LicensePoolReconciler) updatePoolStatus(ctx context.Context, pool *v1.L
 	} else {
 		setPhase(&st.StatusBase, pool.Generation, phaseReady, v1.ReasonReconciled, msg)
 	}
+	if equality.Semantic.DeepEqual(&orig.Status, &pool.Status) {
+		return ctrl.Result{RequeueAfter: requeue}, nil
+	}
+	if wait := r.poolWrites.wait(pool, orig, now); wait > 0 {
+		// The pool's users are changing fast (a burst): its counts are
+		// written at most once per interval. Nothing depends on them being
+		// written sooner: admission counts a reservation until the write that
+		// counts its user, and the users' own status is already written.
+		if requeue == 0 || wait < requeue {
+			requeue = wait
+		}
+		return ctrl.Result{RequeueAfter: requeue}, nil
+	}
 	if err := patchStatusIfChanged(ctx, r.Client, orig, pool, &orig.Status, &pool.Status); err != nil {
 		return ctrl.Result{}, err
 	}
+	r.poolWrites.wrote(pool, now)
 	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// poolWriteInterval is the shortest time between two writes of a pool's
+// counts while only the counts change. A burst of users into one pool makes a
+// pass every few milliseconds; its readers (people, dashboards, admission) need
+// the counts a few times a second, not once per pass.
+const poolWriteInterval = 500 * time.Millisecond
+
+// maxDeferredReservations is how many reservations a pool may carry before its
+// write is no longer deferred: admission stops charging at 1,000.
+const maxDeferredReservations = 500
+
+// poolWriteTimes remembers when each pool's status was last written.
+type poolWriteTimes struct {
+	mu   sync.Mutex
+	last map[types.NamespacedName]time.Time
+}
+
+// wait returns how long the write of pool's new status should wait, or 0 to
+// write now: always for a new generation, a deletion, or a reservation list
+// growing long.
+func (p *poolWriteTimes) wait(pool, orig *v1.LicensePool, now time.Time) time.Duration {
+	if !pool.DeletionTimestamp.IsZero() || orig.Status.ObservedGeneration != pool.Generation ||
+		len(pool.Status.Reservations) >= maxDeferredReservations {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	last, ok := p.last[client.ObjectKeyFromObject(pool)]
+	if !ok {
+		return 0
+	}
+	return max(last.Add(poolWriteInterval).Sub(now), 0)
+}
+
+func (p *poolWriteTimes) wrote(pool *v1.LicensePool, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.last == nil {
+		p.last = map[types.NamespacedName]time.Time{}
+	}
+	// Forget the pools written long ago, so the map holds only busy pools.
+	for k, t := range p.last {
+		if now.Sub(t) > poolWriteInterval {
+			delete(p.last, k)
+		}
+	}
+	p.last[client.ObjectKeyFromObject(pool)] = now
 }
 
 // liveReservations keeps the reservations that have not outlived the TTL and
