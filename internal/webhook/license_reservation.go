@@ -74,11 +74,12 @@ func newLicenseReserver(c client.Client, reader client.Reader, opts Options) *li
 	return &licenseReserver{cache: c, reader: reader, opts: opts, queues: map[types.NamespacedName]*reservationQueue{}}
 }
 
-// reserveBackoff paces the re-reads after a Conflict, which come from other
-// replicas and from the controller writing the pool's counts. A burst keeps
-// the controller writing, so a few conflicts in a row are normal: the steps
-// add up to about five seconds, within the webhook's ten-second timeout.
-var reserveBackoff = wait.Backoff{Steps: 16, Duration: 10 * time.Millisecond, Factor: 1.5, Jitter: 0.5, Cap: time.Second}
+// reserveBackoff paces the re-reads of a round after a Conflict, which come
+// from the other replicas' rounds and from the controller writing the pool's
+// counts. In a burst every replica commits rounds back to back, so conflicts
+// are normal and the round is retried soon: the steps stay short and add up
+// to about four seconds, within the webhook's ten-second timeout.
+var reserveBackoff = wait.Backoff{Steps: 30, Duration: 5 * time.Millisecond, Factor: 1.3, Jitter: 1, Cap: 200 * time.Millisecond}
 
 // maxReservations bounds the reservations a pool's status holds at once.
 // Reservations stay only until the controller counts their users, so in
@@ -342,24 +343,27 @@ func (r *licenseReserver) newLedger(ctx context.Context, pool *v1.LicensePool, n
 		if !now.Before(res.ReservedAt.Add(r.opts.ReservationTTL)) {
 			continue
 		}
-		l.recorded++
-		l.reserved[res.User] = true
 		generation, ok := generations[res.User]
-		if ok && res.CoveredBy(generation) {
-			continue // the cache shows the user as admitted: its own state counts
-		}
+		covered, wants := ok && res.CoveredBy(generation), l.seen[res.User]
 		if !ok {
-			// Not in the pool's index: it may have moved to another pool
-			// since, which the index alone cannot tell from not yet created.
-			covered, err := r.covered(ctx, pool.Namespace, res)
+			// Not in the pool's index: moved to another pool since, or not
+			// created yet, which the index alone cannot tell apart.
+			u, err := r.cachedUser(ctx, pool.Namespace, res.User)
 			if err != nil {
 				return nil, err
 			}
-			if covered {
-				continue
-			}
+			covered = u != nil && res.CoveredBy(u.Generation)
 		}
-		l.seen[res.User] = true
+		if covered && !wants {
+			// The admitted request was stored and the user has since been
+			// deactivated or moved: the license it reserved is free.
+			continue
+		}
+		l.recorded++
+		l.reserved[res.User] = true
+		if !covered {
+			l.seen[res.User] = true
+		}
 	}
 	return l, nil
 }
@@ -391,18 +395,16 @@ func (l *ledger) charge(user string) {
 	l.seen[user] = true
 }
 
-// covered tells whether the cache shows the reservation's user at the
-// generation the reservation was made for, or later: from then on the user's
-// own state counts (and a user deactivated since frees its license at once).
-func (r *licenseReserver) covered(ctx context.Context, namespace string, res v1.LicenseReservation) (bool, error) {
+// cachedUser is the named user as the cache shows it, nil if it has none.
+func (r *licenseReserver) cachedUser(ctx context.Context, namespace, name string) (*v1.PlatformUser, error) {
 	u := &v1.PlatformUser{}
-	if err := r.cache.Get(ctx, types.NamespacedName{Namespace: namespace, Name: res.User}, u); err != nil {
+	if err := r.cache.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, u); err != nil {
 		if apierrors.IsNotFound(err) {
-			return false, nil
+			return nil, nil
 		}
-		return false, fmt.Errorf("cannot read user %q: %w", res.User, err)
+		return nil, fmt.Errorf("cannot read user %q: %w", name, err)
 	}
-	return res.CoveredBy(u.Generation), nil
+	return u, nil
 }
 
 // setReservation records res, replacing an earlier reservation for its user.

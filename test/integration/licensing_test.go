@@ -168,7 +168,7 @@ func concurrentActivations(t *testing.T, enf v1.Enforcement, admitted int, pendi
 		})
 	}
 	conns := connections()
-	t.Logf("webhook connections per replica: %v", conns)
+	t.Logf("admission requests per replica: %v", conns)
 	g := NewWithT(t)
 	g.Expect(conns[0]).To(BeNumerically(">", 0), "the leader answered no admission")
 	g.Expect(conns[1]).To(BeNumerically(">", 0), "the second replica answered no admission")

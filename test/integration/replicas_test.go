@@ -2,13 +2,17 @@ package integration
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
-	"io"
 	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
-	"sync"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -28,7 +32,7 @@ import (
 // replica that is not the leader does. The API server reaches them through a
 // proxy that spreads its connections over both, so concurrent admissions are
 // answered by both replicas at once. restart stops and starts the leader;
-// connections tells how many connections each replica was given.
+// connections tells how many admission requests each replica was given.
 func withWebhookReplicas(t testing.TB, counter *writeCounter, change func(*operator.Options)) (restart func(), connections func() [2]int64) {
 	t.Helper()
 	opts := testOptions()
@@ -109,75 +113,40 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// tcpProxy hands each connection it accepts to the next backend in turn. It
-// forwards bytes only: TLS ends at the webhook servers.
-type tcpProxy struct {
-	ln    net.Listener
-	conns [2]atomic.Int64
-
-	mu   sync.Mutex
-	open map[net.Conn]struct{}
-	wg   sync.WaitGroup
+// replicaProxy terminates the API server's TLS connections with the webhook
+// certificate and hands each request to the next replica in turn, so that
+// concurrent admissions are answered by both even over one HTTP/2 connection.
+type replicaProxy struct {
+	srv   *http.Server
+	conns [2]atomic.Int64 // requests per replica
 }
 
-func startProxy(addr, host string, ports [2]int) (*tcpProxy, error) {
-	ln, err := net.Listen("tcp", addr)
+func startProxy(addr, host string, ports [2]int) (*replicaProxy, error) {
+	wo := testEnv.WebhookInstallOptions
+	cert, err := tls.LoadX509KeyPair(filepath.Join(wo.LocalServingCertDir, "tls.crt"), filepath.Join(wo.LocalServingCertDir, "tls.key"))
+	if err != nil {
+		return nil, fmt.Errorf("cannot load the webhook certificate: %w", err)
+	}
+	ln, err := tls.Listen("tcp", addr, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	if err != nil {
 		return nil, fmt.Errorf("cannot listen on the webhook address: %w", err)
 	}
-	p := &tcpProxy{ln: ln, open: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for n := 0; ; n++ {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			i := n % 2
+	p := &replicaProxy{}
+	var next atomic.Uint64
+	transport := &http.Transport{TLSClientConfig: insecureTLS(), MaxIdleConnsPerHost: 256}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			i := next.Add(1) % 2
 			p.conns[i].Add(1)
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				p.forward(c, fmt.Sprintf("%s:%d", host, ports[i]))
-			}()
-		}
-	}()
+			r.SetURL(&url.URL{Scheme: "https", Host: fmt.Sprintf("%s:%d", host, ports[i])})
+		},
+		Transport: transport,
+	}
+	p.srv = &http.Server{Handler: proxy, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = p.srv.Serve(ln) }()
 	return p, nil
 }
 
-func (p *tcpProxy) forward(c net.Conn, backend string) {
-	b, err := net.Dial("tcp", backend)
-	if err != nil {
-		_ = c.Close() // the replica is down: the API server sees a failed call
-		return
-	}
-	p.mu.Lock()
-	p.open[c], p.open[b] = struct{}{}, struct{}{}
-	p.mu.Unlock()
-	var wg sync.WaitGroup
-	wg.Add(2)
-	pipe := func(dst, src net.Conn) {
-		defer wg.Done()
-		_, _ = io.Copy(dst, src)
-		_ = dst.Close()
-		_ = src.Close()
-	}
-	go pipe(b, c)
-	go pipe(c, b)
-	wg.Wait()
-	p.mu.Lock()
-	delete(p.open, c)
-	delete(p.open, b)
-	p.mu.Unlock()
-}
-
-func (p *tcpProxy) close() {
-	_ = p.ln.Close()
-	p.mu.Lock()
-	for c := range p.open {
-		_ = c.Close()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
+func (p *replicaProxy) close() {
+	_ = p.srv.Close()
 }
