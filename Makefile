@@ -102,8 +102,12 @@ bench: ## Run the benchmarks of the pure logic.
 	go test ./internal/licensing/ -run=NONE -bench=. -benchmem
 
 .PHONY: bench-burst
-bench-burst: ## Measure a burst of 2,000 users across 20 pools against a real control plane.
-	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" go test ./test/integration/ -run=NONE -bench=BenchmarkUserBurst -benchtime=1x -timeout 30m
+bench-burst: ## Measure a burst of 2,000 users across 20 pools against the floor, same run (BURST_POOLS=100: 10,000 users).
+	BURST_POOLS="$(BURST_POOLS)" KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" go test ./test/integration/ -run=NONE -bench=BenchmarkUserBurst -benchtime=1x -timeout 90m
+
+.PHONY: bench-scale
+bench-scale: ## Memory with 10,000 users, 100 pools and 1,000 rooms settled, and the cost of one full resync.
+	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" go test ./test/integration/ -run=NONE -bench=BenchmarkScaleMemory -benchtime=1x -timeout 90m
 
 .PHONY: bench-vmr
 bench-vmr: ## Measure 500 rooms against the Pexip test server: time to Ready, requests per room, drift check and sweep costs.

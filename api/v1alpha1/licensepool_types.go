@@ -102,11 +102,14 @@ type LicensePoolStatus struct {
 	// +optional
 	NextExpiry *metav1.Time `json:"nextExpiry,omitempty"`
 
-	// reservations are licenses promised at admission and not yet seen in use.
+	// reservations are licenses promised at admission whose users the operator
+	// has not counted yet: it drops each one in the write that counts its user
+	// in used and pending. Admission waits rather than let the list grow past
+	// its bound, which keeps the pool well under etcd's object size.
 	// +optional
 	// +listType=map
 	// +listMapKey=user
-	// +kubebuilder:validation:MaxItems=10000
+	// +kubebuilder:validation:MaxItems=1000
 	Reservations []LicenseReservation `json:"reservations,omitempty"`
 }
 

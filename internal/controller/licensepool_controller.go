@@ -3,9 +3,9 @@ package controller
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -50,6 +50,7 @@ type LicensePoolReconciler struct {
 	PlatformEntity string
 
 	expectations *writeExpectations
+	poolWrites   poolWriteTimes
 }
 
 // expectationTimeout bounds how long a pool waits for the cache to show its
@@ -222,24 +223,80 @@ func (r *LicensePoolReconciler) updatePoolStatus(ctx context.Context, pool *v1.L
 	default:
 		setPhase(&st.StatusBase, pool.Generation, phaseReady, v1.ReasonReconciled, msg)
 	}
-	if st.Pending > 0 && orig.Status.Pending == 0 {
-		r.Recorder.Eventf(pool, nil, corev1.EventTypeWarning, v1.ReasonLicensePoolExhausted, "Allocate",
-			"License pool %q of namespace %q is full: %d/%d licenses used, %s", pool.Name, pool.Namespace, st.Used, st.Capacity, waiting(st.Pending))
+	if equality.Semantic.DeepEqual(&orig.Status, &pool.Status) {
+		return ctrl.Result{RequeueAfter: requeue}, nil
+	}
+	if wait := r.poolWrites.wait(pool, orig, now); wait > 0 {
+		// The pool's users are changing fast (a burst): its counts are
+		// written at most once per interval. Nothing depends on them being
+		// written sooner: admission counts a reservation until the write that
+		// counts its user, and the users' own status is already written.
+		if requeue == 0 || wait < requeue {
+			requeue = wait
+		}
+		return ctrl.Result{RequeueAfter: requeue}, nil
 	}
 	if err := patchStatusIfChanged(ctx, r.Client, orig, pool, &orig.Status, &pool.Status); err != nil {
 		return ctrl.Result{}, err
 	}
 	metrics.ObservePool(ctx, r.Client, pool, alloc)
+	r.poolWrites.wrote(pool, now)
 	return ctrl.Result{RequeueAfter: requeue}, nil
 }
 
-// reservationGrace is how long a reservation is kept after its user shows up
-// in the cache, so that webhook replicas whose cache lags this one's still see
-// the license as taken.
-const reservationGrace = 5 * time.Second
+// poolWriteInterval is the shortest time between two writes of a pool's
+// counts while only the counts change. A burst of users into one pool makes a
+// pass every few milliseconds; its readers (people, dashboards, admission) need
+// the counts a few times a second, not once per pass.
+const poolWriteInterval = 500 * time.Millisecond
+
+// maxDeferredReservations is how many reservations a pool may carry before its
+// write is no longer deferred: admission stops charging at 1,000.
+const maxDeferredReservations = 500
+
+// poolWriteTimes remembers when each pool's status was last written.
+type poolWriteTimes struct {
+	mu   sync.Mutex
+	last map[types.NamespacedName]time.Time
+}
+
+// wait returns how long the write of pool's new status should wait, or 0 to
+// write now: always for a new generation, a deletion, or a reservation list
+// growing long.
+func (p *poolWriteTimes) wait(pool, orig *v1.LicensePool, now time.Time) time.Duration {
+	if !pool.DeletionTimestamp.IsZero() || orig.Status.ObservedGeneration != pool.Generation ||
+		len(pool.Status.Reservations) >= maxDeferredReservations {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	last, ok := p.last[client.ObjectKeyFromObject(pool)]
+	if !ok {
+		return 0
+	}
+	return max(last.Add(poolWriteInterval).Sub(now), 0)
+}
+
+func (p *poolWriteTimes) wrote(pool *v1.LicensePool, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.last == nil {
+		p.last = map[types.NamespacedName]time.Time{}
+	}
+	// Forget the pools written long ago, so the map holds only busy pools.
+	for k, t := range p.last {
+		if now.Sub(t) > poolWriteInterval {
+			delete(p.last, k)
+		}
+	}
+	p.last[client.ObjectKeyFromObject(pool)] = now
+}
 
 // liveReservations keeps the reservations that have not outlived the TTL and
 // whose user the cache does not yet show at the generation they were made for.
+// A reservation is dropped in the same write that counts its user in used and
+// pending, which admission reads: every admitted user is in the one or the
+// other, whatever the cache of another replica shows.
 func (r *LicensePoolReconciler) liveReservations(pool *v1.LicensePool, users *v1.PlatformUserList, now time.Time) []v1.LicenseReservation {
 	if len(pool.Status.Reservations) == 0 {
 		return pool.Status.Reservations
@@ -250,10 +307,8 @@ func (r *LicensePoolReconciler) liveReservations(pool *v1.LicensePool, users *v1
 	}
 	var out []v1.LicenseReservation
 	for _, res := range pool.Status.Reservations {
-		age := now.Sub(res.ReservedAt.Time)
 		generation, ok := seen[res.User]
-		covered := ok && res.CoveredBy(generation)
-		if age >= r.ReservationTTL || (covered && age >= reservationGrace) {
+		if now.Sub(res.ReservedAt.Time) >= r.ReservationTTL || ok && res.CoveredBy(generation) {
 			continue
 		}
 		out = append(out, res)

@@ -100,32 +100,38 @@ func (r *LicensePoolReconciler) desiredUserStatus(u *v1.PlatformUser, poolName s
 	return st
 }
 
-// recordUserEvents tells users, on transitions only, that they gained, lost or
-// wait for a license. Called once the pass's writes succeeded.
+// recordUserEvents records what a pass changed that a reader of events needs,
+// once the pass's writes succeeded. A license granted is in the user's status
+// (condition Licensed, with its transition time) and in the pool's counts, so
+// it gets no event: in a burst that would be one write more per user. Losses
+// get a Warning per user; users newly waiting get one Warning on the pool per
+// pass, naming how many.
 func (r *LicensePoolReconciler) recordUserEvents(users *v1.PlatformUserList, alloc licensing.Allocation, pool *v1.LicensePool,
 	poolName string, capacity int32) {
 	var related runtime.Object // a nil *LicensePool would not be a nil interface
 	if pool != nil {
 		related = pool
 	}
+	newlyWaiting := 0
 	for i, d := range alloc.Decisions {
 		u := &users.Items[i]
 		if u.PoolName() != poolName {
 			continue
 		}
-		prev := findCondition(u.Status.Conditions, v1.LicensedCondition)
 		switch d.Outcome {
-		case licensing.Granted:
-			r.Recorder.Eventf(u, related, corev1.EventTypeNormal, v1.ReasonLicensed, "Allocate",
-				"User %s was granted a license of pool %q", u.Name, poolName)
 		case licensing.Revoked:
 			r.Recorder.Eventf(u, related, corev1.EventTypeWarning, v1.ReasonLicenseRevoked, "Allocate",
 				"License pool %q shrank to %d licenses: user %s, among the most recently licensed, lost its license", poolName, capacity, u.Name)
 		case licensing.Waiting:
+			prev := findCondition(u.Status.Conditions, v1.LicensedCondition)
 			if prev == nil || prev.Reason != v1.ReasonLicensePoolExhausted && prev.Reason != v1.ReasonLicenseRevoked {
-				r.Recorder.Eventf(u, related, corev1.EventTypeWarning, v1.ReasonLicensePoolExhausted, "Allocate",
-					"License pool %q is full (%d/%d licenses used): user %s waits for a license", poolName, alloc.Licensed, capacity, u.Name)
+				newlyWaiting++
 			}
 		}
+	}
+	if pool != nil && newlyWaiting > 0 {
+		r.Recorder.Eventf(pool, nil, corev1.EventTypeWarning, v1.ReasonLicensePoolExhausted, "Allocate",
+			"License pool %q of namespace %q is full: %d/%d licenses used; %s more waiting, %s",
+			pool.Name, pool.Namespace, alloc.Licensed, capacity, count(int32(newlyWaiting), "user"), waiting(alloc.Waiting))
 	}
 }

@@ -7,11 +7,11 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "visio.dev/operator/api/v1alpha1"
@@ -24,40 +24,75 @@ import (
 //
 // It follows the Kubernetes ResourceQuota admission design: the pool's status
 // is the ledger, read fresh from the API server and written back with its
-// resourceVersion, so that of two admissions racing for the last license one
-// gets a Conflict, re-reads, and is refused. A per-pool lock serialises the
-// admissions this replica handles, so the conflicts (and their retries) only
-// happen between replicas, and a burst of N requests costs N writes, not N².
+// resourceVersion, so that of two replicas racing for the last license one
+// gets a Conflict, re-reads, and is refused. And, as ResourceQuota does, it
+// commits in groups: the admissions of one pool queue up, and one of them
+// (the leader) decides the whole queue in arrival order against one fresh
+// read and charges it with one write. Admissions that arrive while that write
+// is in flight form the next group. A burst of N admissions into one pool
+// therefore costs about as many writes as the pool has round trips to the
+// API server in that time, not N.
+//
+// The per-pool queue exists only while admissions for the pool are pending:
+// the leader removes it when it finds the queue empty, so pool names that
+// requests invent leave nothing behind.
 type licenseReserver struct {
-	cache  client.Client // users (the cache shares the controllers' view)
+	cache  client.Client // users and cached pools (the cache shares the controllers' view)
 	reader client.Reader // pools, read from the API server
 	opts   Options
 
-	mu    sync.Mutex
-	locks map[types.NamespacedName]*sync.Mutex
+	mu     sync.Mutex
+	queues map[types.NamespacedName]*reservationQueue
+}
+
+// reservationQueue holds the admissions of one pool waiting for a decision.
+// busy is true while a leader works on the pool; the leader takes the whole
+// queue at each round.
+type reservationQueue struct {
+	waiting []*reservationRequest
+	busy    bool
+}
+
+// reservationRequest is one admission waiting for its pool's decision.
+type reservationRequest struct {
+	user       string
+	generation int64
+	entity     string
+	dryRun     bool
+	deadline   time.Time
+	// done receives the decision, or lead when this request must take over as
+	// the pool's leader.
+	done chan reservationResult
+}
+
+type reservationResult struct {
+	refusal *field.Error
+	err     error
+	lead    bool
 }
 
 func newLicenseReserver(c client.Client, reader client.Reader, opts Options) *licenseReserver {
-	return &licenseReserver{cache: c, reader: reader, opts: opts, locks: map[types.NamespacedName]*sync.Mutex{}}
+	return &licenseReserver{cache: c, reader: reader, opts: opts, queues: map[types.NamespacedName]*reservationQueue{}}
 }
 
-func (r *licenseReserver) lock(key types.NamespacedName) func() {
-	r.mu.Lock()
-	l := r.locks[key]
-	if l == nil {
-		l = &sync.Mutex{}
-		r.locks[key] = l
-	}
-	r.mu.Unlock()
-	l.Lock()
-	return l.Unlock
-}
+// reserveBackoff paces the re-reads of a round after a Conflict, which come
+// from the other replicas' rounds and from the controller writing the pool's
+// counts. In a burst every replica commits rounds back to back, so conflicts
+// are normal and the round is retried soon: the steps stay short and add up
+// to about four seconds, within the webhook's ten-second timeout.
+var reserveBackoff = wait.Backoff{Steps: 30, Duration: 5 * time.Millisecond, Factor: 1.3, Jitter: 1, Cap: 200 * time.Millisecond}
 
-// reserveBackoff paces the re-reads after a Conflict, which come from other
-// replicas and from the controller writing the pool's counts. A burst keeps
-// the controller writing, so a few conflicts in a row are normal: the steps
-// add up to about five seconds, within the webhook's ten-second timeout.
-var reserveBackoff = wait.Backoff{Steps: 16, Duration: 10 * time.Millisecond, Factor: 1.5, Jitter: 0.5, Cap: time.Second}
+// maxReservations bounds the reservations a pool's status holds at once.
+// Reservations stay only until the controller counts their users, so in
+// steady state there are none; in a burst they are the admissions the
+// controller has not counted yet. At 253 characters per name the list stays
+// under 400 KB, well below etcd's 1.5 MiB object limit, whatever the number
+// of users. An admission that finds the list full waits for the controller.
+const maxReservations = 1000
+
+// reservationTimeout bounds how long an admission waits for its decision,
+// within the webhook's ten-second timeout.
+const reservationTimeout = 8 * time.Second
 
 // reserve returns a field error when the user cannot be activated in its pool,
 // and otherwise records a reservation (unless dryRun).
@@ -67,99 +102,311 @@ func (r *licenseReserver) reserve(ctx context.Context, u *v1.PlatformUser, gener
 	defer func() { countAdmission(key, entity, dryRun, refusal, err) }()
 	// A Queue pool admits everyone: its users wait for a license instead. The
 	// cached copy is enough to tell, which spares a burst into a Queue pool
-	// the live read and the per-pool lock. A pool switched to Deny a moment
-	// ago may still look like Queue here; the controller stays the authority.
+	// the live read and the queue. A pool switched to Deny a moment ago may
+	// still look like Queue here; the controller stays the authority.
 	cached := &v1.LicensePool{}
 	if err := r.cache.Get(ctx, key, cached); err == nil && cached.EnforcementOrDefault() == v1.EnforcementQueue {
 		return nil, nil
 	}
-	defer r.lock(key)()
-	err = retry.OnError(reserveBackoff, apierrors.IsConflict, func() error {
-		var err error
-		refusal, err = r.tryReserve(ctx, key, u.Name, generation, entity, dryRun)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cannot reserve a license in pool %q: %w", key.Name, err)
+	req := &reservationRequest{user: u.Name, generation: generation, entity: entity, dryRun: dryRun,
+		deadline: r.opts.Clock.Now().Add(reservationTimeout), done: make(chan reservationResult, 1)}
+
+	r.mu.Lock()
+	q := r.queues[key]
+	if q == nil {
+		q = &reservationQueue{}
+		r.queues[key] = q
 	}
-	return refusal, nil
+	q.waiting = append(q.waiting, req)
+	lead := !q.busy
+	q.busy = true
+	r.mu.Unlock()
+
+	if !lead {
+		// The leader answers every request it takes, so waiting here ends; a
+		// request whose client gave up is still decided (a reservation nobody
+		// uses expires with its TTL).
+		res := <-req.done
+		if !res.lead {
+			return res.refusal, res.err
+		}
+	}
+	r.lead(key, q, req)
+	res := <-req.done // decided in a round this goroutine led
+	return res.refusal, res.err
 }
 
-// tryReserve makes one attempt on a fresh copy of the pool; a Conflict error
-// means the pool changed under it and the attempt may be repeated.
-func (r *licenseReserver) tryReserve(ctx context.Context, key types.NamespacedName, user string, generation int64, entity string, dryRun bool) (*field.Error, error) {
+// lead decides rounds of key's queue until its own request is decided, then
+// hands the lead to the first request of the next round, so that no
+// admission waits for more rounds than its own; the last leader removes the
+// empty queue.
+func (r *licenseReserver) lead(key types.NamespacedName, q *reservationQueue, own *reservationRequest) {
+	// The rounds must finish even if the request that leads them is
+	// cancelled: other admissions wait on them.
+	ctx, cancel := context.WithTimeout(context.Background(), reservationTimeout)
+	defer cancel()
+	for {
+		r.mu.Lock()
+		batch := q.waiting
+		q.waiting = nil
+		r.mu.Unlock()
+
+		deferred := r.decide(ctx, key, batch)
+		if len(deferred) > 0 {
+			// The pool's reservation list is full: give the controller time
+			// to count the reserved users before reading the pool again.
+			time.Sleep(50 * time.Millisecond)
+		}
+
+		r.mu.Lock()
+		// Requests the round could not decide go first in the next round.
+		q.waiting = append(deferred, q.waiting...)
+		if len(q.waiting) == 0 {
+			q.busy = false
+			delete(r.queues, key)
+			r.mu.Unlock()
+			return
+		}
+		if !isDeferred(own, deferred) {
+			q.waiting[0].done <- reservationResult{lead: true}
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
+	}
+}
+
+// decide answers a round of requests against one fresh read of the pool and
+// charges the admitted ones with one write, repeating the round on a
+// Conflict. It returns the requests it left undecided because the pool's
+// reservation list is full.
+func (r *licenseReserver) decide(ctx context.Context, key types.NamespacedName, batch []*reservationRequest) []*reservationRequest {
+	var answers []reservationResult
+	var deferred []*reservationRequest
+	backoff := reserveBackoff
+	for {
+		var err error
+		answers, deferred, err = r.tryRound(ctx, key, batch)
+		if err == nil || !apierrors.IsConflict(err) || backoff.Steps <= 1 {
+			if err != nil {
+				err = fmt.Errorf("cannot reserve a license in pool %q: %w", key.Name, err)
+				for i := range answers {
+					answers[i] = reservationResult{err: err}
+				}
+				deferred = nil
+			}
+			break
+		}
+		select {
+		case <-time.After(backoff.Step()):
+		case <-ctx.Done():
+		}
+	}
+	now := r.opts.Clock.Now()
+	var kept []*reservationRequest
+	for _, req := range deferred {
+		if now.After(req.deadline) {
+			req.done <- reservationResult{err: fmt.Errorf(
+				"license pool %q has %d admissions the operator has not counted yet; retry in a moment", key.Name, maxReservations)}
+			continue
+		}
+		kept = append(kept, req)
+	}
+	for i, req := range batch {
+		if !isDeferred(req, deferred) {
+			req.done <- answers[i]
+		}
+	}
+	return kept
+}
+
+func isDeferred(req *reservationRequest, deferred []*reservationRequest) bool {
+	for _, d := range deferred {
+		if d == req {
+			return true
+		}
+	}
+	return false
+}
+
+// tryRound makes one attempt at a round on a fresh copy of the pool; a
+// Conflict error means the pool changed under it and the round may be
+// repeated. answers has one entry per request of batch; the deferred requests
+// have none that counts.
+func (r *licenseReserver) tryRound(ctx context.Context, key types.NamespacedName, batch []*reservationRequest) (
+	answers []reservationResult, deferred []*reservationRequest, err error) {
+	answers = make([]reservationResult, len(batch))
 	poolPath := field.NewPath("spec", "licensePool")
 	pool := &v1.LicensePool{}
 	if err := r.reader.Get(ctx, key, pool); err != nil {
-		if apierrors.IsNotFound(err) {
-			return field.Invalid(poolPath, key.Name, fmt.Sprintf(
-				"license pool %q of entity %q does not exist; name an existing pool or ask for one to be created", key.Name, entity)), nil
+		if !apierrors.IsNotFound(err) {
+			return answers, nil, fmt.Errorf("cannot read license pool %q: %w", key.Name, err)
 		}
-		return nil, fmt.Errorf("cannot read license pool %q: %w", key.Name, err)
+		for i, req := range batch {
+			answers[i].refusal = field.Invalid(poolPath, key.Name, fmt.Sprintf(
+				"license pool %q of entity %q does not exist; name an existing pool or ask for one to be created", key.Name, req.entity))
+		}
+		return answers, nil, nil
 	}
 	if pool.EnforcementOrDefault() == v1.EnforcementQueue {
-		return nil, nil // admitted; the user waits for a license if none is free
+		return answers, nil, nil // admitted; the users wait for a license if none is free
 	}
 	now := r.opts.Clock.Now()
 	capacity, _ := pool.CapacityAt(now)
-	held, err := r.holders(ctx, pool, user, now)
+	l, err := r.newLedger(ctx, pool, now)
 	if err != nil {
-		return nil, err
+		return answers, nil, err
 	}
-	if int32(len(held)) >= capacity {
-		return field.Forbidden(poolPath, fmt.Sprintf(
-			"license pool %q of entity %q is full: %d/%d licenses used; deactivate a user or request more licenses",
-			key.Name, entity, len(held), capacity)), nil
+	charged := false
+	for i, req := range batch {
+		if held := l.heldBesides(req.user); held >= int(capacity) {
+			answers[i].refusal = field.Forbidden(poolPath, fmt.Sprintf(
+				"license pool %q of entity %q is full: %d/%d licenses used; deactivate a user or request more licenses",
+				key.Name, req.entity, held, capacity))
+			continue
+		}
+		if req.dryRun {
+			continue // admitted, charged nothing
+		}
+		if !l.reserved[req.user] && len(pool.Status.Reservations) >= maxReservations {
+			deferred = append(deferred, req)
+			continue
+		}
+		l.charge(req.user)
+		setReservation(pool, v1.LicenseReservation{User: req.user, ReservedAt: metav1.NewTime(now), Generation: req.generation})
+		charged = true
 	}
-	if dryRun {
-		return nil, nil
+	if !charged {
+		return answers, deferred, nil
 	}
-	setReservation(pool, v1.LicenseReservation{User: user, ReservedAt: metav1.NewTime(now), Generation: generation})
-	return nil, r.cache.Status().Update(ctx, pool)
+	return answers, deferred, r.cache.Status().Update(ctx, pool)
 }
 
-// holders are the names holding or promised a license of pool, other than
-// user: active users of the pool as the cache knows them, and the unexpired
-// reservations the cache does not yet account for. Under Deny every active
-// user counts, licensed or not, since each one was admitted against a license.
-func (r *licenseReserver) holders(ctx context.Context, pool *v1.LicensePool, user string, now time.Time) (map[string]struct{}, error) {
+// ledger counts the licenses of a Deny pool that are held or promised. It
+// takes the larger of two counts, each of which never undercounts:
+//
+//   - the pool's own record: the users the controller counted in its last
+//     write (used + pending: under Deny every active user was admitted
+//     against a license), plus the reservations made since. The controller
+//     drops a reservation in the same write that counts its user, so every
+//     admitted user is in one of the two whatever this replica's cache shows;
+//   - this replica's cache: the active users of the pool, plus the unexpired
+//     reservations whose user the cache does not show yet. It covers users
+//     the controller has not counted at all (created while admission was not
+//     called).
+//
+// The pool's record still counts the holders deactivated or moved since the
+// controller's last pass; newLedger gives those back after checking them on
+// the API server. A user deleted since is counted until the next pass.
+type ledger struct {
+	recorded int             // counted by the controller, plus live reservations
+	reserved map[string]bool // users with a live reservation in the pool's record
+	seen     map[string]bool // users that hold or were promised a license in the cache's view
+}
+
+func (r *licenseReserver) newLedger(ctx context.Context, pool *v1.LicensePool, now time.Time) (*ledger, error) {
 	users := &v1.PlatformUserList{}
 	if err := r.cache.List(ctx, users, client.InNamespace(pool.Namespace), client.MatchingFields{index.UserPool: pool.Name}); err != nil {
 		return nil, fmt.Errorf("cannot list users of license pool %q: %w", pool.Name, err)
 	}
-	held := make(map[string]struct{}, len(users.Items)+len(pool.Status.Reservations))
+	l := &ledger{
+		recorded: int(pool.Status.Used) + int(pool.Status.Pending),
+		reserved: make(map[string]bool, len(pool.Status.Reservations)),
+		seen:     make(map[string]bool, len(users.Items)+len(pool.Status.Reservations)),
+	}
+	generations := make(map[string]int64, len(users.Items))
 	for i := range users.Items {
-		if users.Items[i].Name != user && users.Items[i].WantsLicenseIn(pool.Name) {
-			held[users.Items[i].Name] = struct{}{}
+		u := &users.Items[i]
+		generations[u.Name] = u.Generation
+		if u.WantsLicenseIn(pool.Name) {
+			l.seen[u.Name] = true
+			continue
+		}
+		if holdsLicenseIn(u, pool.Name) {
+			// Deactivated or moved away, and not yet released by the
+			// controller: its license is free, but the pool's record still
+			// counts it. Read it from the API server, after the pool: if it
+			// still holds the license there, no write of the controller has
+			// released it, so the record read before counts it and the
+			// license can be given back now rather than after the next pass.
+			live := &v1.PlatformUser{}
+			if err := r.reader.Get(ctx, client.ObjectKeyFromObject(u), live); err != nil {
+				if apierrors.IsNotFound(err) {
+					continue // gone: the next pass of the controller frees it
+				}
+				return nil, fmt.Errorf("cannot read user %q: %w", u.Name, err)
+			}
+			if !live.WantsLicenseIn(pool.Name) && holdsLicenseIn(live, pool.Name) {
+				l.recorded--
+			}
 		}
 	}
 	for _, res := range pool.Status.Reservations {
-		if res.User == user || !now.Before(res.ReservedAt.Add(r.opts.ReservationTTL)) {
+		if !now.Before(res.ReservedAt.Add(r.opts.ReservationTTL)) {
 			continue
 		}
-		covered, err := r.covered(ctx, pool.Namespace, res)
-		if err != nil {
-			return nil, err
+		generation, ok := generations[res.User]
+		covered, wants := ok && res.CoveredBy(generation), l.seen[res.User]
+		if !ok {
+			// Not in the pool's index: moved to another pool since, or not
+			// created yet, which the index alone cannot tell apart.
+			u, err := r.cachedUser(ctx, pool.Namespace, res.User)
+			if err != nil {
+				return nil, err
+			}
+			covered = u != nil && res.CoveredBy(u.Generation)
 		}
+		if covered && !wants {
+			// The admitted request was stored and the user has since been
+			// deactivated or moved: the license it reserved is free.
+			continue
+		}
+		l.recorded++
+		l.reserved[res.User] = true
 		if !covered {
-			held[res.User] = struct{}{}
+			l.seen[res.User] = true
 		}
 	}
-	return held, nil
+	return l, nil
 }
 
-// covered tells whether the cache shows the reservation's user at the
-// generation the reservation was made for, or later: from then on the user's
-// own state counts (and a user deactivated since frees its license at once).
-func (r *licenseReserver) covered(ctx context.Context, namespace string, res v1.LicenseReservation) (bool, error) {
-	u := &v1.PlatformUser{}
-	if err := r.cache.Get(ctx, types.NamespacedName{Namespace: namespace, Name: res.User}, u); err != nil {
-		if apierrors.IsNotFound(err) {
-			return false, nil
-		}
-		return false, fmt.Errorf("cannot read user %q: %w", res.User, err)
+// holdsLicenseIn tells whether u's status shows a license of pool.
+func holdsLicenseIn(u *v1.PlatformUser, pool string) bool {
+	return u.Status.LicensePool == pool && meta.IsStatusConditionTrue(u.Status.Conditions, v1.LicensedCondition)
+}
+
+// heldBesides is how many licenses are held or promised to users other than user.
+func (l *ledger) heldBesides(user string) int {
+	seen := len(l.seen)
+	if l.seen[user] {
+		seen--
 	}
-	return res.CoveredBy(u.Generation), nil
+	recorded := l.recorded
+	if l.reserved[user] {
+		recorded--
+	}
+	return max(seen, recorded)
+}
+
+// charge counts a license reserved for user in this round.
+func (l *ledger) charge(user string) {
+	if !l.reserved[user] {
+		l.reserved[user] = true
+		l.recorded++
+	}
+	l.seen[user] = true
+}
+
+// cachedUser is the named user as the cache shows it, nil if it has none.
+func (r *licenseReserver) cachedUser(ctx context.Context, namespace, name string) (*v1.PlatformUser, error) {
+	u := &v1.PlatformUser{}
+	if err := r.cache.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, u); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("cannot read user %q: %w", name, err)
+	}
+	return u, nil
 }
 
 // setReservation records res, replacing an earlier reservation for its user.

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "visio.dev/operator/api/v1alpha1"
+	"visio.dev/operator/internal/operator"
 )
 
 // licenseWatch follows every user of a namespace through a watch and records
@@ -142,34 +143,47 @@ func TestConcurrentActivationsQueue(t *testing.T) {
 }
 
 // concurrentActivations runs three rounds of 200 concurrent creates into a
-// pool of 50 and checks how many are admitted and how many wait.
+// pool of 50, answered by two webhook replicas, and checks how many are
+// admitted and how many wait.
 func concurrentActivations(t *testing.T, enf v1.Enforcement, admitted int, pending int32) {
+	counter := &writeCounter{}
+	_, connections := withWebhookReplicas(t, counter, func(*operator.Options) {})
 	for round := range 3 {
 		t.Run(fmt.Sprintf("round-%d", round), func(t *testing.T) {
 			g := NewWithT(t)
 			_, ns := newEntity(t, g)
 			newPool(g, ns, "default", 50, enf)
 			lw := watchLicenses(t, g, ns, "default")
+			before := counter.snapshot()
 			g.Expect(burst(g, ns, 200, nil)).To(Equal(admitted))
 			settle(g, ns, "default", 50, pending)
 			g.Expect(lw.finish()).To(BeNumerically("<=", 50))
+			poolWrites := counter.snapshot()["licensepools/status"] - before["licensepools/status"]
+			t.Logf("200 concurrent admissions: %d pool status writes (admission and controller, both replicas)", poolWrites)
+			if enf == v1.EnforcementDeny {
+				// Group commit: the admissions charge the pool in a few writes,
+				// not one each (200 before).
+				g.Expect(poolWrites).To(BeNumerically("<=", 50), "pool status writes for 200 concurrent admissions")
+			}
 		})
 	}
+	conns := connections()
+	t.Logf("admission requests per replica: %v", conns)
+	g := NewWithT(t)
+	g.Expect(conns[0]).To(BeNumerically(">", 0), "the leader answered no admission")
+	g.Expect(conns[1]).To(BeNumerically(">", 0), "the second replica answered no admission")
 }
 
-// TestBurstAcrossManagerRestart: the same bursts with the manager stopped and
-// started again in the middle.
+// TestBurstAcrossManagerRestart: the same bursts, answered by two webhook
+// replicas, with the leader stopped and started again in the middle.
 func TestBurstAcrossManagerRestart(t *testing.T) {
 	for _, enf := range []v1.Enforcement{v1.EnforcementDeny, v1.EnforcementQueue} {
 		t.Run(string(enf), func(t *testing.T) {
 			g := NewWithT(t)
 			_, ns := newEntity(t, g)
 			newPool(g, ns, "default", 50, enf)
+			restartManager, _ := withWebhookReplicas(t, nil, func(*operator.Options) {})
 			lw := watchLicenses(t, g, ns, "default")
-			restartManager := func() {
-				stopSharedManager()
-				startSharedManager()
-			}
 			admitted := burst(g, ns, 200, restartManager)
 			if enf == v1.EnforcementDeny {
 				g.Expect(admitted).To(Equal(50))

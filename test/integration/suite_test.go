@@ -279,6 +279,12 @@ var managerMu sync.Mutex
 // function is called; that function waits until it has stopped. counter, when
 // not nil, counts the manager's API requests.
 func startManager(counter *writeCounter, opts operator.Options) (stop func()) {
+	return startManagerOn(counter, opts, testEnv.WebhookInstallOptions.LocalServingPort)
+}
+
+// startManagerOn is startManager with the webhook server on another port
+// (behind the replicas' proxy).
+func startManagerOn(counter *writeCounter, opts operator.Options, port int) (stop func()) {
 	managerMu.Lock()
 	mcfg := rest.CopyConfig(managerCfg)
 	mcfg.QPS, mcfg.Burst = 500, 1000
@@ -293,7 +299,7 @@ func startManager(counter *writeCounter, opts operator.Options) (stop func()) {
 		HealthProbeBindAddress: "0",
 		// The tests start a new manager in the same process to restart it.
 		Controller:    config.Controller{SkipNameValidation: ptr.To(true)},
-		WebhookServer: webhook.NewServer(webhook.Options{Host: wo.LocalServingHost, Port: wo.LocalServingPort, CertDir: wo.LocalServingCertDir}),
+		WebhookServer: webhook.NewServer(webhook.Options{Host: wo.LocalServingHost, Port: port, CertDir: wo.LocalServingCertDir}),
 	})
 	if err != nil {
 		panic(err)
@@ -312,7 +318,7 @@ func startManager(counter *writeCounter, opts operator.Options) (stop func()) {
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		panic("cache did not sync")
 	}
-	waitForWebhooks()
+	waitForWebhooksOn(port)
 	return func() {
 		cancel()
 		<-done
@@ -335,10 +341,10 @@ func testOptions() operator.Options {
 	}
 }
 
-// waitForWebhooks waits until the API server can call the webhook server.
-func waitForWebhooks() {
+// waitForWebhooksOn waits until a webhook server answers on port.
+func waitForWebhooksOn(port int) {
 	wo := testEnv.WebhookInstallOptions
-	addr := fmt.Sprintf("https://%s:%d/", wo.LocalServingHost, wo.LocalServingPort)
+	addr := fmt.Sprintf("https://%s:%d/", wo.LocalServingHost, port)
 	tr := &http.Transport{TLSClientConfig: insecureTLS()}
 	for i := 0; i < 100; i++ {
 		if resp, err := (&http.Client{Transport: tr, Timeout: time.Second}).Get(addr); err == nil {

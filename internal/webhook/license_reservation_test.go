@@ -1,0 +1,272 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kruntime "k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	v1 "visio.dev/operator/api/v1alpha1"
+	"visio.dev/operator/internal/index"
+)
+
+// fakeIndexer registers the operator's cache indexes on a fake client builder.
+type fakeIndexer struct{ b *fake.ClientBuilder }
+
+func (f fakeIndexer) IndexField(_ context.Context, obj client.Object, field string, extract client.IndexerFunc) error {
+	f.b.WithIndex(obj, field, extract)
+	return nil
+}
+
+// poolWrites counts the writes of pool statuses a fake API server receives.
+// Each write takes a little time, as a real one does, so that admissions
+// arriving meanwhile queue up.
+type poolWrites struct{ n atomic.Int64 }
+
+func newFakeAPI(t *testing.T, w *poolWrites, objs ...client.Object) client.Client {
+	t.Helper()
+	s := kruntime.NewScheme()
+	utilruntime.Must(v1.AddToScheme(s))
+	b := fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).WithStatusSubresource(&v1.LicensePool{}, &v1.PlatformUser{})
+	if err := index.Setup(context.Background(), fakeIndexer{b}); err != nil {
+		t.Fatal(err)
+	}
+	b.WithInterceptorFuncs(interceptor.Funcs{
+		SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+			if _, ok := obj.(*v1.LicensePool); ok {
+				w.n.Add(1)
+				time.Sleep(2 * time.Millisecond)
+			}
+			return c.SubResource(sub).Update(ctx, obj, opts...)
+		},
+	})
+	return b.Build()
+}
+
+func denyPool(ns, name string, licenses int32) *v1.LicensePool {
+	return &v1.LicensePool{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       v1.LicensePoolSpec{Licenses: ptr.To(licenses), Enforcement: v1.EnforcementDeny},
+	}
+}
+
+func testReserver(c client.Client) *licenseReserver {
+	return newLicenseReserver(c, c, Options{ReservationTTL: 30 * time.Second, Clock: clock.RealClock{}})
+}
+
+// activate runs n concurrent admissions of distinct users into pool, spread
+// over the given replicas (webhook servers sharing one API server), and
+// returns how many were admitted. Every dryEvery-th request is a dry run.
+func activate(t *testing.T, replicas []*licenseReserver, ns, pool string, n, dryEvery int) (admitted, dryAdmitted int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var ok, dryOK atomic.Int64
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			u := &v1.PlatformUser{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("u-%04d", i)},
+				Spec: v1.PlatformUserSpec{LicensePool: pool}}
+			dry := dryEvery > 0 && i%dryEvery == 0
+			<-start
+			refusal, err := replicas[i%len(replicas)].reserve(context.Background(), u, 1, "e", dry)
+			if err != nil {
+				t.Errorf("reserve %s: %v", u.Name, err)
+				return
+			}
+			if refusal == nil {
+				if dry {
+					dryOK.Add(1)
+				} else {
+					ok.Add(1)
+				}
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return int(ok.Load()), int(dryOK.Load())
+}
+
+// TestReservationsCommitInGroups: 200 concurrent admissions into one Deny pool
+// of 50 admit exactly 50 and write the pool far fewer than 200 times; dry runs
+// are decided with the others and charge nothing; nothing is left queued.
+func TestReservationsCommitInGroups(t *testing.T) {
+	w := &poolWrites{}
+	c := newFakeAPI(t, w, denyPool("ns", "p", 50))
+	r := testReserver(c)
+	admitted, dry := activate(t, []*licenseReserver{r}, "ns", "p", 200, 10)
+	if admitted != 50 {
+		t.Errorf("admitted %d of 200 into a pool of 50; want exactly 50", admitted)
+	}
+	if dry == 0 {
+		t.Errorf("no dry run was admitted; the first requests of the burst find free licenses")
+	}
+	pool := &v1.LicensePool{}
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "ns", Name: "p"}, pool); err != nil {
+		t.Fatal(err)
+	}
+	if len(pool.Status.Reservations) != 50 {
+		t.Errorf("pool holds %d reservations; want 50 (dry runs charge nothing)", len(pool.Status.Reservations))
+	}
+	t.Logf("200 concurrent admissions: %d pool writes", w.n.Load())
+	if got := w.n.Load(); got > 20 {
+		t.Errorf("200 concurrent admissions wrote the pool %d times; want a few group commits (at most 20)", got)
+	}
+	if len(r.queues) != 0 {
+		t.Errorf("%d pool queues left after the burst; want none", len(r.queues))
+	}
+}
+
+// TestReservationsAcrossReplicas: two webhook replicas sharing the API server
+// admit exactly k of N: their groups meet at the pool's resourceVersion.
+func TestReservationsAcrossReplicas(t *testing.T) {
+	for round := range 3 {
+		w := &poolWrites{}
+		c := newFakeAPI(t, w, denyPool("ns", "p", 37))
+		replicas := []*licenseReserver{testReserver(c), testReserver(c)}
+		if admitted, _ := activate(t, replicas, "ns", "p", 150, 0); admitted != 37 {
+			t.Errorf("round %d: two replicas admitted %d of 150 into a pool of 37; want exactly 37", round, admitted)
+		}
+	}
+}
+
+// TestReservationsCountRecordedUsers: users the controller counted in the
+// pool's status, and whose reservations it dropped, still take licenses even
+// when this replica's cache does not show them.
+func TestReservationsCountRecordedUsers(t *testing.T) {
+	pool := denyPool("ns", "p", 10)
+	pool.Status.Used = 8
+	pool.Status.Reservations = []v1.LicenseReservation{{User: "other", ReservedAt: metav1.Now(), Generation: 1}}
+	w := &poolWrites{}
+	c := newFakeAPI(t, w, pool)
+	admitted, _ := activate(t, []*licenseReserver{testReserver(c)}, "ns", "p", 5, 0)
+	if admitted != 1 {
+		t.Errorf("admitted %d into a pool of 10 with 8 counted and 1 reserved; want 1", admitted)
+	}
+}
+
+// TestReservationListBounded: a pool whose reservation list is full admits
+// nobody more until the controller counts the reserved users, so the list
+// stays well under etcd's object size at any number of users.
+func TestReservationListBounded(t *testing.T) {
+	pool := denyPool("ns", "p", 100000)
+	now := metav1.Now()
+	for i := range maxReservations {
+		pool.Status.Reservations = append(pool.Status.Reservations, v1.LicenseReservation{User: fmt.Sprintf("r-%05d", i), ReservedAt: now, Generation: 1})
+	}
+	w := &poolWrites{}
+	c := newFakeAPI(t, w, pool)
+	r := newLicenseReserver(c, c, Options{ReservationTTL: 30 * time.Second, Clock: clock.RealClock{}})
+	u := &v1.PlatformUser{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "late"}, Spec: v1.PlatformUserSpec{LicensePool: "p"}}
+	done := make(chan error, 1)
+	go func() {
+		refusal, err := r.reserve(context.Background(), u, 1, "e", false)
+		if refusal != nil {
+			err = fmt.Errorf("refused: %v", refusal)
+		}
+		done <- err
+	}()
+	// The controller counts the reserved users and drops their reservations.
+	time.Sleep(200 * time.Millisecond)
+	if w.n.Load() != 0 {
+		t.Fatalf("a full reservation list was written %d times", w.n.Load())
+	}
+	got := &v1.LicensePool{}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(pool), got); err != nil {
+		t.Fatal(err)
+	}
+	got.Status.Used = maxReservations
+	got.Status.Reservations = nil
+	if err := c.Status().Update(context.Background(), got); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the waiting admission: %v; want admitted once the list drained", err)
+	}
+	if len(r.queues) != 0 {
+		t.Errorf("%d pool queues left; want none", len(r.queues))
+	}
+}
+
+// TestInventedPoolNamesLeaveNothing: 100,000 admissions naming pools that do
+// not exist are refused and leave no per-pool state behind; the heap after
+// them is what it was before (logged).
+func TestInventedPoolNamesLeaveNothing(t *testing.T) {
+	w := &poolWrites{}
+	c := newFakeAPI(t, w)
+	r := testReserver(c)
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	const n = 100000
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	var refused atomic.Int64
+	before := heap()
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			u := &v1.PlatformUser{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "u"},
+				Spec: v1.PlatformUserSpec{LicensePool: fmt.Sprintf("invented-%08x", i)}}
+			if refusal, err := r.reserve(context.Background(), u, 1, "e", false); err == nil && refusal != nil {
+				refused.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	after := heap()
+	t.Logf("%d admissions naming invented pools: heap %d KiB before, %d KiB after", n, before/1024, after/1024)
+	if refused.Load() != n {
+		t.Errorf("%d of %d refused; want all", refused.Load(), n)
+	}
+	if len(r.queues) != 0 {
+		t.Errorf("%d pool queues left after %d invented pool names; want none", len(r.queues), n)
+	}
+}
+
+// TestDeactivatedHolderFreesItsLicenseAtOnce: a holder deactivated a moment
+// ago, that the controller has not released yet, still counts in the pool's
+// record; admission gives its license to the next user at once.
+func TestDeactivatedHolderFreesItsLicenseAtOnce(t *testing.T) {
+	pool := denyPool("ns", "p", 1)
+	pool.Status.Used = 1
+	first := &v1.PlatformUser{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "first"},
+		Spec:   v1.PlatformUserSpec{LicensePool: "p", Active: ptr.To(false)},
+		Status: v1.PlatformUserStatus{LicensePool: "p"}}
+	first.Status.Conditions = []metav1.Condition{{
+		Type: v1.LicensedCondition, Status: metav1.ConditionTrue, Reason: v1.ReasonLicensed, LastTransitionTime: metav1.Now()}}
+	w := &poolWrites{}
+	c := newFakeAPI(t, w, pool, first)
+	if admitted, _ := activate(t, []*licenseReserver{testReserver(c)}, "ns", "p", 3, 0); admitted != 1 {
+		t.Errorf("admitted %d into a pool of 1 whose only holder was deactivated; want 1", admitted)
+	}
+
+	// Still active: the pool is full.
+	pool2 := denyPool("ns", "q", 1)
+	pool2.Status.Used = 1
+	holder := first.DeepCopy()
+	holder.Name, holder.Spec.LicensePool, holder.Spec.Active, holder.Status.LicensePool = "holder", "q", ptr.To(true), "q"
+	c = newFakeAPI(t, w, pool2, holder)
+	if admitted, _ := activate(t, []*licenseReserver{testReserver(c)}, "ns", "q", 3, 0); admitted != 0 {
+		t.Errorf("admitted %d into a full pool of 1; want 0", admitted)
+	}
+}
