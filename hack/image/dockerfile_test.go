@@ -106,7 +106,7 @@ func TestImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }()
 	var files []string
 	tr := tar.NewReader(rc)
 	for {

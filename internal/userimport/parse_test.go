@@ -324,11 +324,11 @@ func TestManifest(t *testing.T) {
 func TestOwned(t *testing.T) {
 	fields := []metav1.ManagedFieldsEntry{
 		{Manager: "kubectl-visio", Operation: metav1.ManagedFieldsOperationApply,
-			FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:email":{},"f:phone":{},"f:active":{}}}`)}},
+			FieldsV1: metav1.NewFieldsV1(`{"f:spec":{"f:email":{},"f:phone":{},"f:active":{}}}`)},
 		{Manager: "flux", Operation: metav1.ManagedFieldsOperationApply,
-			FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:country":{}}}`)}},
+			FieldsV1: metav1.NewFieldsV1(`{"f:spec":{"f:country":{}}}`)},
 		{Manager: "kubectl-visio", Operation: metav1.ManagedFieldsOperationUpdate,
-			FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:role":{}}}`)}},
+			FieldsV1: metav1.NewFieldsV1(`{"f:spec":{"f:role":{}}}`)},
 	}
 	got := Owned(fields, "kubectl-visio")
 	if len(got) != 3 || !got[ColEmail] || !got[ColPhone] || !got[ColActive] {

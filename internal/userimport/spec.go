@@ -103,7 +103,7 @@ func Owned(fields []metav1.ManagedFieldsEntry, manager string) map[Column]bool {
 		var set struct {
 			Spec map[string]any `json:"f:spec"`
 		}
-		if err := json.Unmarshal(f.FieldsV1.Raw, &set); err != nil {
+		if err := json.Unmarshal(f.FieldsV1.GetRawBytes(), &set); err != nil {
 			continue
 		}
 		for _, col := range Columns {
