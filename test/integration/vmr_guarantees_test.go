@@ -25,9 +25,9 @@ import (
 
 	v1 "visio.dev/operator/api/v1alpha1"
 	"visio.dev/operator/internal/backend/pexip"
+	"visio.dev/operator/internal/backend/pexip/pexiptest"
 	"visio.dev/operator/internal/controller"
 	"visio.dev/operator/internal/index"
-	"visio.dev/operator/internal/backend/pexip/pexiptest"
 	"visio.dev/operator/internal/operator"
 	"visio.dev/operator/internal/pins"
 )
