@@ -123,10 +123,16 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	if o.DisableWebhooks {
 		return nil
 	}
-	return webhook.Setup(mgr, webhook.Options{
+	return webhook.Setup(mgr, o.WebhookOptions())
+}
+
+// WebhookOptions are the settings of the admission webhooks, taken from o:
+// the one place where they are handed down.
+func (o Options) WebhookOptions() webhook.Options {
+	return webhook.Options{
 		UsernamePrefix: o.UsernamePrefix, PlatformAdminGroups: o.PlatformAdminGroups, PlatformEntity: o.PlatformEntity,
 		ReservationTTL: o.ReservationTTL, Clock: o.Clock,
-	})
+	}
 }
 
 // The manager's own needs beyond its controllers: metrics authentication and

@@ -8,18 +8,10 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"visio.dev/operator/internal/index"
 	"visio.dev/operator/internal/operator"
@@ -61,46 +53,15 @@ func withWebhookReplicas(t testing.TB, counter *writeCounter, change func(*opera
 
 // startWebhookReplica runs a manager that serves the admission webhooks only.
 func startWebhookReplica(counter *writeCounter, opts operator.Options, port int) (stop func()) {
-	mcfg := rest.CopyConfig(managerCfg)
-	mcfg.QPS, mcfg.Burst = 500, 1000
-	if counter != nil {
-		mcfg.WrapTransport = counter.wrap
-	}
-	wo := testEnv.WebhookInstallOptions
-	mgr, err := ctrl.NewManager(mcfg, ctrl.Options{
-		Scheme:                 scheme,
-		Cache:                  operator.CacheOptions(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-		WebhookServer:          crwebhook.NewServer(crwebhook.Options{Host: wo.LocalServingHost, Port: port, CertDir: wo.LocalServingCertDir}),
-	})
-	if err != nil {
-		panic(err)
-	}
+	mgr := newTestManager(counter, port)
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := index.Setup(ctx, mgr.GetFieldIndexer()); err != nil {
 		panic(err)
 	}
-	if err := webhook.Setup(mgr, webhook.Options{UsernamePrefix: opts.UsernamePrefix, PlatformAdminGroups: opts.PlatformAdminGroups,
-		ReservationTTL: opts.ReservationTTL, Clock: opts.Clock}); err != nil {
+	if err := webhook.Setup(mgr, opts.WebhookOptions()); err != nil {
 		panic(err)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(ctx); err != nil {
-			fmt.Fprintln(os.Stderr, "webhook replica stopped:", err)
-		}
-	}()
-	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		panic("cache did not sync")
-	}
-	waitForWebhooksOn(port)
-	return func() {
-		cancel()
-		<-done
-	}
+	return runTestManager(ctx, cancel, mgr, port)
 }
 
 func freePort(t testing.TB) int {

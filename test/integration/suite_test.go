@@ -286,6 +286,22 @@ func startManager(counter *writeCounter, opts operator.Options) (stop func()) {
 // (behind the replicas' proxy).
 func startManagerOn(counter *writeCounter, opts operator.Options, port int) (stop func()) {
 	managerMu.Lock()
+	mgr := newTestManager(counter, port)
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := operator.Setup(ctx, mgr, opts); err != nil {
+		panic(err)
+	}
+	stopMgr := runTestManager(ctx, cancel, mgr, port)
+	return func() {
+		stopMgr()
+		managerMu.Unlock()
+	}
+}
+
+// newTestManager is a manager as cmd/ builds it, as the manager's service
+// account, with its webhook server on port; counter, when not nil, counts its
+// API requests.
+func newTestManager(counter *writeCounter, port int) ctrl.Manager {
 	mcfg := rest.CopyConfig(managerCfg)
 	mcfg.QPS, mcfg.Burst = 500, 1000
 	if counter != nil {
@@ -304,10 +320,12 @@ func startManagerOn(counter *writeCounter, opts operator.Options, port int) (sto
 	if err != nil {
 		panic(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := operator.Setup(ctx, mgr, opts); err != nil {
-		panic(err)
-	}
+	return mgr
+}
+
+// runTestManager starts mgr, waits until its cache is synced and its
+// webhooks answer on port, and returns what stops it.
+func runTestManager(ctx context.Context, cancel context.CancelFunc, mgr ctrl.Manager, port int) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -322,7 +340,6 @@ func startManagerOn(counter *writeCounter, opts operator.Options, port int) (sto
 	return func() {
 		cancel()
 		<-done
-		managerMu.Unlock()
 	}
 }
 
