@@ -320,7 +320,13 @@ func forgedNamespace(t *testing.T, webhooks bool) {
 			Controller: ptr.To(true)}},
 	}}
 	g.Expect(k8s.Create(ctx(), forged)).To(Succeed())
-	t.Cleanup(func() { _ = k8s.Delete(ctx(), forged) })
+	t.Cleanup(func() {
+		// Dressed up as an entity namespace, it is kept by the admission
+		// policy that lets entity namespaces go only with their Entity: undress
+		// it first, as an administrator cleaning up would.
+		_ = patch(k8s, forged, `{"metadata":{"ownerReferences":null,"labels":null}}`)
+		_ = k8s.Delete(ctx(), forged)
+	})
 	ns := forged.Name
 
 	lp := &v1.LicensePool{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1.DefaultLicensePool}, Spec: v1.LicensePoolSpec{Licenses: ptr.To[int32](5)}}
