@@ -67,7 +67,7 @@ func TestChartRendersAndApplies(t *testing.T) {
 	g.Expect(kinds).To(HaveKey("ClusterRole"))
 	g.Expect(kinds).To(HaveKeyWithValue("ValidatingAdmissionPolicy", 5))
 	g.Expect(kinds).To(HaveKeyWithValue("ValidatingAdmissionPolicyBinding", 5))
-	g.Expect(kinds).To(HaveKeyWithValue("Role", 1), "leader election, in the release namespace")
+	g.Expect(kinds).To(HaveKeyWithValue("Role", 2), "leader election and the webhook certificate, in the release namespace")
 
 	// The policies name the release's service account and the platform entity
 	// of the values.
