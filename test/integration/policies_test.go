@@ -52,7 +52,7 @@ func TestEntityNamespaceGoesOnlyWithItsEntity(t *testing.T) {
 	// Nor does it write Secrets anywhere else.
 	err = asOperator.Create(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: uniqueName("stray")}})
 	g.Expect(isPolicyDenial(err)).To(BeTrue(), "%v", err)
-	g.Expect(err.Error()).To(ContainSubstring("Secrets in entity namespaces only"))
+	g.Expect(err.Error()).To(ContainSubstring("and in entity namespaces only"))
 
 	// The Entity's own deletion removes its namespace.
 	g.Expect(k8s.Delete(ctx(), e)).To(Succeed())
