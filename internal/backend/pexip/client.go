@@ -479,7 +479,12 @@ func (c *Client) Delete(ctx context.Context, ref, key string) error {
 }
 
 func (c *Client) deleteConference(ctx context.Context, id int) error {
-	cl := call{method: http.MethodDelete, path: conferenceURI(id)}
+	return c.doUnlessGone(ctx, call{method: http.MethodDelete, path: conferenceURI(id)})
+}
+
+// doUnlessGone sends cl to a conference; that conference being gone (404)
+// counts as success, as deleting or releasing a room that is no more.
+func (c *Client) doUnlessGone(ctx context.Context, cl call) error {
 	resp, err := c.do(ctx, cl)
 	if err != nil {
 		return err
@@ -502,15 +507,7 @@ func (c *Client) Release(ctx context.Context, ref, key string) error {
 	if err != nil {
 		return err
 	}
-	cl := call{method: http.MethodPatch, path: conferenceURI(conf.ID), body: map[string]any{"tag": ReleasedTagPrefix + key}}
-	resp, err := c.do(ctx, cl)
-	if err != nil {
-		return err
-	}
-	if isSuccess(resp.status) || resp.status == http.StatusNotFound {
-		return nil
-	}
-	return c.apiError(cl, resp)
+	return c.doUnlessGone(ctx, call{method: http.MethodPatch, path: conferenceURI(conf.ID), body: map[string]any{"tag": ReleasedTagPrefix + key}})
 }
 
 // ListTagged implements backend.Backend: one paged list of the conferences
