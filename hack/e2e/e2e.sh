@@ -52,6 +52,11 @@ built=$(date +%s)
 
 cache=${VISIO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/visio-operator}
 mkdir -p "$cache/e2e"
+# One real node at a time on a machine: the kubelet's cgroups (/kubepods,
+# cgroup v1 is not namespaced) would be shared, and one run's cleanup would
+# remove the other's.
+exec 9>"$cache/e2e/lock"
+flock 9 || { echo "e2e: cannot lock $cache/e2e/lock" >&2; exit 1; }
 work=$(mktemp -d "$cache/e2e/run.XXXXXX")
 cleanup() {
 	# The PID namespace is gone: every process in it was killed. The kubelet's
