@@ -7,9 +7,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -39,6 +41,9 @@ type EntityReconciler struct {
 	RBAC      RBACOptions
 	// PlatformEntity names the Entity whose namespace holds the Concierges.
 	PlatformEntity string
+	Clock          clock.PassiveClock
+
+	countsWrites countsWrites
 }
 
 // +kubebuilder:rbac:groups=tenancy.visio.dev,resources=entities,verbs=get;list;watch;update;patch
@@ -57,12 +62,18 @@ func (r *EntityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	orig := entity.DeepCopy()
+	now := r.Clock.Now()
 	defer func() {
 		if retErr != nil && !isTerminal(retErr) {
 			setFailed(&entity.Status.StatusBase, entity.Generation, retErr)
 		}
-		if err := patchStatusIfChanged(ctx, r.Client, orig, entity, &orig.Status, &entity.Status); err != nil && retErr == nil {
-			retErr = err
+		changed := !equality.Semantic.DeepEqual(&orig.Status, &entity.Status)
+		if err := patchStatusIfChanged(ctx, r.Client, orig, entity, &orig.Status, &entity.Status); err != nil {
+			if retErr == nil {
+				retErr = err
+			}
+		} else if changed {
+			r.countsWrites.wrote(req.NamespacedName, now)
 		}
 	}()
 
@@ -94,9 +105,30 @@ func (r *EntityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	if err := r.rollup(ctx, entity, ns.Name); err != nil {
 		return ctrl.Result{}, err
 	}
-	r.warnWhenFull(entity, orig.Status.Licenses)
 	setPhase(&entity.Status.StatusBase, entity.Generation, phaseReady, v1.ReasonReconciled, readyMessage(entity))
+	if wait := r.countsWrites.wait(req.NamespacedName, now); wait > 0 && countsOnly(&orig.Status, &entity.Status) {
+		// A burst into the entity changes its counts at every pass: they are
+		// written at most once per interval, and this pass comes back for
+		// the last of them. The warning below waits for that write too, so
+		// that it is given once, with the status that says it.
+		entity.Status = *orig.Status.DeepCopy()
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
+	r.warnWhenFull(entity, orig.Status.Licenses)
 	return ctrl.Result{}, nil
+}
+
+// countsOnly reports whether two statuses differ only in the rollup counts and
+// the condition messages that quote them.
+func countsOnly(a, b *v1.EntityStatus) bool {
+	a, b = a.DeepCopy(), b.DeepCopy()
+	for _, s := range []*v1.EntityStatus{a, b} {
+		s.Licenses, s.Users, s.VMRs = v1.LicenseCounts{}, v1.UserCounts{}, v1.VMRCounts{}
+		for i := range s.Conditions {
+			s.Conditions[i].Message = ""
+		}
+	}
+	return equality.Semantic.DeepEqual(a, b)
 }
 
 // readyMessage is what `kubectl get ent` shows in the Status column.
@@ -343,6 +375,9 @@ func licensesExhausted(l v1.LicenseCounts) bool {
 // mapped to their entity through the namespace label, the pools, users and
 // rooms they count.
 func (r *EntityReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
 	toEntity := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 		ns := &corev1.Namespace{}
 		if err := mgr.GetClient().Get(ctx, client.ObjectKey{Name: o.GetNamespace()}, ns); err != nil {

@@ -3,9 +3,10 @@ package controller
 import (
 	"context"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -50,7 +51,7 @@ type LicensePoolReconciler struct {
 	PlatformEntity string
 
 	expectations *writeExpectations
-	poolWrites   poolWriteTimes
+	poolWrites   countsWrites
 }
 
 // expectationTimeout bounds how long a pool waits for the cache to show its
@@ -121,14 +122,12 @@ func (r *LicensePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		}
 	}
 	for _, batch := range [][]*v1.PlatformUser{losing, others} {
-		for _, updated := range batch {
-			if err := r.writeUser(ctx, req.NamespacedName, users, updated, now); apierrors.IsConflict(err) {
-				// The user changed meanwhile: its event brings a new pass. Stop
-				// here, so no license is granted against a loss not written.
-				return ctrl.Result{RequeueAfter: time.Second}, nil
-			} else if err != nil {
-				return ctrl.Result{}, err
-			}
+		if conflict, err := r.writeUsers(ctx, req.NamespacedName, users, batch, now); err != nil {
+			return ctrl.Result{}, err
+		} else if conflict {
+			// A user changed meanwhile: its event brings a new pass. Stop
+			// here, so no license is granted against a loss not written.
+			return ctrl.Result{RequeueAfter: time.Second}, nil
 		}
 	}
 	r.recordUserEvents(users, alloc, pool, req.Name, capacity)
@@ -152,6 +151,35 @@ func claimOf(u *v1.PlatformUser, pool string, poolExists bool) licensing.Claim {
 		c.HeldSince = &since
 	}
 	return c
+}
+
+// userWritesInFlight bounds the status writes one pass has in flight. A burst
+// of users into a pool is a pass with a hundred users to write: one at a time,
+// the pass would take a hundred round trips to the API server, while the
+// clients that created them wrote in parallel.
+const userWritesInFlight = 16
+
+// writeUsers writes the users' new statuses, several at once, and waits for
+// them all. conflict reports that one of them changed since the pass read it
+// (its write was refused; the others stand). The first other error stops the
+// writes not yet started.
+func (r *LicensePoolReconciler) writeUsers(ctx context.Context, pool types.NamespacedName, users *v1.PlatformUserList,
+	batch []*v1.PlatformUser, now time.Time) (conflict bool, err error) {
+	var conflicted atomic.Bool
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(userWritesInFlight)
+	for _, updated := range batch {
+		g.Go(func() error {
+			err := r.writeUser(gctx, pool, users, updated, now)
+			if apierrors.IsConflict(err) {
+				conflicted.Store(true)
+				return nil
+			}
+			return err
+		})
+	}
+	err = g.Wait()
+	return conflicted.Load(), err
 }
 
 // writeUser stores a user's new status and remembers the write until the cache
@@ -226,7 +254,8 @@ func (r *LicensePoolReconciler) updatePoolStatus(ctx context.Context, pool *v1.L
 	if equality.Semantic.DeepEqual(&orig.Status, &pool.Status) {
 		return ctrl.Result{RequeueAfter: requeue}, nil
 	}
-	if wait := r.poolWrites.wait(pool, orig, now); wait > 0 {
+	key := client.ObjectKeyFromObject(pool)
+	if wait := r.poolWrites.wait(key, now); wait > 0 && deferrable(pool, orig) {
 		// The pool's users are changing fast (a burst): its counts are
 		// written at most once per interval. Nothing depends on them being
 		// written sooner: admission counts a reservation until the write that
@@ -240,56 +269,20 @@ func (r *LicensePoolReconciler) updatePoolStatus(ctx context.Context, pool *v1.L
 		return ctrl.Result{}, err
 	}
 	metrics.ObservePool(ctx, r.Client, pool, alloc)
-	r.poolWrites.wrote(pool, now)
+	r.poolWrites.wrote(key, now)
 	return ctrl.Result{RequeueAfter: requeue}, nil
 }
-
-// poolWriteInterval is the shortest time between two writes of a pool's
-// counts while only the counts change. A burst of users into one pool makes a
-// pass every few milliseconds; its readers (people, dashboards, admission) need
-// the counts a few times a second, not once per pass.
-const poolWriteInterval = 500 * time.Millisecond
 
 // maxDeferredReservations is how many reservations a pool may carry before its
 // write is no longer deferred: admission stops charging at 1,000.
 const maxDeferredReservations = 500
 
-// poolWriteTimes remembers when each pool's status was last written.
-type poolWriteTimes struct {
-	mu   sync.Mutex
-	last map[types.NamespacedName]time.Time
-}
-
-// wait returns how long the write of pool's new status should wait, or 0 to
-// write now: always for a new generation, a deletion, or a reservation list
+// deferrable reports whether a pool's new status may wait for the counts
+// interval: never for a new generation, a deletion, or a reservation list
 // growing long.
-func (p *poolWriteTimes) wait(pool, orig *v1.LicensePool, now time.Time) time.Duration {
-	if !pool.DeletionTimestamp.IsZero() || orig.Status.ObservedGeneration != pool.Generation ||
-		len(pool.Status.Reservations) >= maxDeferredReservations {
-		return 0
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	last, ok := p.last[client.ObjectKeyFromObject(pool)]
-	if !ok {
-		return 0
-	}
-	return max(last.Add(poolWriteInterval).Sub(now), 0)
-}
-
-func (p *poolWriteTimes) wrote(pool *v1.LicensePool, now time.Time) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.last == nil {
-		p.last = map[types.NamespacedName]time.Time{}
-	}
-	// Forget the pools written long ago, so the map holds only busy pools.
-	for k, t := range p.last {
-		if now.Sub(t) > poolWriteInterval {
-			delete(p.last, k)
-		}
-	}
-	p.last[client.ObjectKeyFromObject(pool)] = now
+func deferrable(pool, orig *v1.LicensePool) bool {
+	return pool.DeletionTimestamp.IsZero() && orig.Status.ObservedGeneration == pool.Generation &&
+		len(pool.Status.Reservations) < maxDeferredReservations
 }
 
 // liveReservations keeps the reservations that have not outlived the TTL and
