@@ -44,7 +44,8 @@ func run() error {
 		metricsAddr, probeAddr, leaderNS, webhookCertDir string
 		metricsSecure, leaderElect, enableHTTP2          bool
 		enableWebhooks                                   bool
-		webhookPort                                      int
+		webhookPort, kubeAPIBurst                        int
+		kubeAPIQPS                                       float64
 		o                                                operator.Options
 		backendOpts                                      operator.BackendOptions
 		printVersion                                     bool
@@ -64,6 +65,12 @@ func run() error {
 	flag.StringVar(&cert.WebhookConfigurationName, "webhook-configuration", "visio-operator", "Name of the ValidatingWebhookConfiguration that receives the CA.")
 	flag.DurationVar(&cert.CertValidity, "webhook-cert-validity", 365*24*time.Hour, "Validity of a generated serving certificate; renewed when a third is left.")
 	flag.BoolVar(&enableWebhooks, "enable-webhooks", true, "Serve the admission webhooks (they need a serving certificate in --webhook-cert-dir).")
+	// client-go's own default (5 requests per second, controller-runtime raises
+	// it to 20) would make a burst of a few thousand users wait on this process
+	// rather than on the API server, whose priority and fairness is what
+	// protects it. These leave it the pace a burst of ~200 users a second needs.
+	flag.Float64Var(&kubeAPIQPS, "kube-api-qps", 200, "Requests per second to the API server, sustained.")
+	flag.IntVar(&kubeAPIBurst, "kube-api-burst", 400, "Requests to the API server allowed at once above --kube-api-qps.")
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Serve HTTP/2 on the metrics and webhook servers (off: CVE-2023-44487 and CVE-2023-39325).")
 	o.BindFlags(flag.CommandLine)
 	backendOpts.BindFlags(flag.CommandLine)
@@ -110,7 +117,9 @@ func run() error {
 	if metricsSecure {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	restCfg := ctrl.GetConfigOrDie()
+	restCfg.QPS, restCfg.Burst = float32(kubeAPIQPS), kubeAPIBurst
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                        scheme,
 		Cache:                         operator.CacheOptions(),
 		Metrics:                       metricsOpts,
