@@ -112,6 +112,9 @@ mkdir -p "$work/var-lib" "$work/var-log"
 # /var/lib and /var/log, and bash as PID 1, which reaps the orphans that
 # containerd shims leave. When it exits, the kernel kills the rest.
 export HELM="$helm" E2E_ROOT=$PWD E2E_IMAGE_REPOSITORY=${image%:*} E2E_IMAGE_TAG=$version
+# E2E_TESTARGS is split as the shell would (so -test.run 'A|B' keeps its
+# quotes' meaning rather than matching names with quotes in them).
+eval "testargs=(${E2E_TESTARGS:-})"
 set +e
 unshare --net --mount --pid --fork --kill-child --mount-proc bash -c '
 	set -e
@@ -124,8 +127,8 @@ unshare --net --mount --pid --fork --kill-child --mount-proc bash -c '
 	mount --bind "$1/var-lib" /var/lib
 	mount --bind "$1/var-log" /var/log
 	"$1/node" -work "$1" -controlplane "$2" -node "$3" -pause-image visio.local/pause:e2e \
-		-image "$4" -image "$1/pause.tar" -image "$1/probe.tar" ${6} -- "$1/e2e.test" -test.v -test.timeout 30m ${5}
-' e2e "$work" "$cp" "$node" "$PWD/bin/visio-operator-image.tar" "${E2E_TESTARGS:-}" "${kube_router[*]}" \
+		-image "$4" -image "$1/pause.tar" -image "$1/probe.tar" ${5} -- "$1/e2e.test" -test.v -test.timeout 30m "${@:6}"
+' e2e "$work" "$cp" "$node" "$PWD/bin/visio-operator-image.tar" "${kube_router[*]}" "${testargs[@]}" \
 	2>&1 | sed -u 's/^/  /'
 rc=${PIPESTATUS[0]}
 set -e
