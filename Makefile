@@ -52,6 +52,10 @@ test: $(HELM) ## Run all tests against a real kube-apiserver, etcd and kube-cont
 test-e2e: $(HELM) ## Install the image with the chart on a real node (kubelet, containerd) and test it there (root on Linux).
 	HELM="$(HELM)" hack/e2e/e2e.sh
 
+.PHONY: test-image-docker
+test-image-docker: image ## Check that docker load accepts make image's archive (a private dockerd in namespaces; skips without dockerd or root).
+	hack/image-docker.sh $(LOCALBIN)/visio-operator-image.tar "$(IMG)" "$(VERSION)" "$$(git rev-parse HEAD)"
+
 .PHONY: test-monitoring
 test-monitoring: ## Check the chart's alerts with promtool (installs the Debian package prometheus when root) and its dashboard.
 	go test ./test/prometheus/ -count=1 -v

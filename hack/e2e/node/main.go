@@ -40,8 +40,8 @@ func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 var (
-	work, cpDir, nodeDir, pauseImage string
-	images                           stringList
+	work, cpDir, nodeDir, pauseImage, kubeRouter string
+	images                                       stringList
 )
 
 func main() {
@@ -50,6 +50,7 @@ func main() {
 	flag.StringVar(&nodeDir, "node", "", "Directory of kubelet, kube-scheduler, kube-proxy.")
 	flag.StringVar(&pauseImage, "pause-image", "", "Reference of the sandbox image (in one of the -image tarballs).")
 	flag.Var(&images, "image", "Image tarball to import into containerd (repeatable).")
+	flag.StringVar(&kubeRouter, "kube-router", "", "kube-router binary: when set, its network policy controller enforces NetworkPolicy (the bridge CNI plugin does not).")
 	flag.Parse()
 	os.Exit(run(flag.Args()))
 }
@@ -76,6 +77,9 @@ func run(command []string) int {
 		"E2E_KUBECTL="+filepath.Join(cpDir, "kubectl"),
 		"E2E_WORK="+work,
 		"E2E_CONTAINERD_ADDRESS="+filepath.Join(work, "containerd", "containerd.sock"))
+	if kubeRouter != "" {
+		cmd.Env = append(cmd.Env, "E2E_NETWORK_POLICY=kube-router")
+	}
 	err := cmd.Run()
 	stopMem()
 	logf("total %s", time.Since(start).Round(time.Second))
@@ -135,8 +139,20 @@ func up(ctx context.Context, start time.Time) error {
 		return err
 	}
 	for _, img := range images {
-		if out, err := exec.CommandContext(ctx, "ctr", "--address", filepath.Join(work, "containerd", "containerd.sock"),
-			"-n", "k8s.io", "images", "import", "--no-unpack=false", img).CombinedOutput(); err != nil {
+		// Exactly what `kind load image-archive` runs on a kind node
+		// (sigs.k8s.io/kind pkg/cluster/nodeutils LoadImageArchive): the
+		// archive on stdin, all platforms, digest references, the configured
+		// snapshotter. The Pods then run from what this imported.
+		f, err := os.Open(img)
+		if err != nil {
+			return err
+		}
+		cmd := exec.CommandContext(ctx, "ctr", "--address", filepath.Join(work, "containerd", "containerd.sock"),
+			"--namespace=k8s.io", "images", "import", "--all-platforms", "--digests", "--snapshotter=overlayfs", "-")
+		cmd.Stdin = f
+		out, err := cmd.CombinedOutput()
+		_ = f.Close()
+		if err != nil {
 			return fmt.Errorf("ctr images import %s: %v\n%s", img, err, out)
 		}
 	}
@@ -176,8 +192,41 @@ func up(ctx context.Context, start time.Time) error {
 		return err
 	}
 	logf("node Ready (%s)", time.Since(start).Round(time.Second))
+	if kubeRouter != "" {
+		if err := startNetworkPolicy(ctx); err != nil {
+			return err
+		}
+		logf("kube-router's network policy controller enforcing (%s)", time.Since(start).Round(time.Second))
+	}
 	return waitFor(ctx, "default ServiceAccount", 120*time.Second, func() error {
 		return kubectl(ctx, "get", "serviceaccount", "default", "-n", "default")
+	})
+}
+
+// startNetworkPolicy runs kube-router's network policy controller alone: no
+// BGP routing, no service proxy (kube-proxy does that), no CNI config of its
+// own. It programs iptables and ipset in the node's network namespace only
+// and watches Pods, Namespaces and NetworkPolicies with the admin
+// credentials (a test cluster). Ready once its top-level chains are hooked
+// into FORWARD, where bridged Pod-to-Pod traffic passes
+// (bridge-nf-call-iptables is set in hack/e2e/e2e.sh).
+func startNetworkPolicy(ctx context.Context) error {
+	if err := spawn(ctx, "kube-router", kubeRouter,
+		"--kubeconfig="+filepath.Join(work, "admin.kubeconfig"), "--hostname-override="+nodeName,
+		"--run-firewall=true", "--run-router=false", "--run-service-proxy=false", "--enable-cni=false",
+		"--service-cluster-ip-range="+serviceCIDR, "--health-port=0", "--metrics-port=0", "--v=1"); err != nil {
+		return err
+	}
+	return waitFor(ctx, "kube-router's network policy chains", 120*time.Second, func() error {
+		for _, chain := range []string{"KUBE-ROUTER-FORWARD", "KUBE-NWPLCY-DEFAULT"} {
+			if out, err := exec.CommandContext(ctx, "iptables", "-w", "-S", chain).CombinedOutput(); err != nil {
+				return fmt.Errorf("iptables -S %s: %v: %s", chain, err, strings.TrimSpace(string(out)))
+			}
+		}
+		if out, err := exec.CommandContext(ctx, "iptables", "-w", "-S", "FORWARD").CombinedOutput(); err != nil || !strings.Contains(string(out), "KUBE-ROUTER-FORWARD") {
+			return fmt.Errorf("FORWARD does not jump to KUBE-ROUTER-FORWARD yet: %v %s", err, out)
+		}
+		return nil
 	})
 }
 
