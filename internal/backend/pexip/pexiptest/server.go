@@ -146,6 +146,7 @@ type Server struct {
 	operations  map[string]int
 	maxLimit    int
 	tagPrefix   bool
+	injected    map[string]int
 }
 
 // Hold is a request that was applied and whose answer is withheld: it stands
@@ -177,6 +178,7 @@ func NewServer(username, password string) *Server {
 		holds:       map[string][]*Hold{},
 		requests:    map[string]int{},
 		operations:  map[string]int{},
+		injected:    map[string]int{},
 	}
 	s.hs = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
 	s.URL = s.hs.URL + "/"
@@ -257,6 +259,20 @@ func (s *Server) Operations() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return maps.Clone(s.operations)
+}
+
+var faultNames = map[FaultMode]string{
+	FaultError: "error", FaultErrorAfterApply: "error after apply", FaultHangBeforeApply: "hang before apply",
+	FaultHangAfterApply: "hang after apply", FaultRateLimit: "rate limit", FaultLateApply: "late apply",
+	FaultErrorQuotingRequest: "error quoting the request",
+}
+
+// Injected counts the faults served since the server started, by kind
+// ("error", "late apply", ...); ResetRequests leaves it alone.
+func (s *Server) Injected() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.injected)
 }
 
 // ResetRequests sets the request and operation counters to zero.
@@ -377,6 +393,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	hang := s.faults.Hang
 	if hold == nil {
 		mode, hang = s.drawFault(reqName)
+	}
+	if mode != 0 {
+		s.injected[faultNames[mode]]++
 	}
 	s.mu.Unlock()
 
