@@ -35,8 +35,9 @@ import (
 )
 
 // TestVMRPexipFaults provisions and deletes rooms through a Pexip server that
-// fails 30% of the requests (5xx, timeouts, some after applying, and creates
-// that commit long after the client gave up), while the manager is killed
+// fails 30% of the requests (10% each: 429, 5xx and timeouts, half of these
+// two after applying the request) and holds 10% of the creates more, to
+// commit them long after the client gave up, while the manager is killed
 // mid create and mid delete: no room is ever duplicated, every dial string a
 // status advertises is on the server, and once the VMRs are gone no room of
 // ours is left (counted by tag), the late creates included.
@@ -64,7 +65,7 @@ func TestVMRPexipFaults(t *testing.T) {
 	} else {
 		startPINRecorder(t)
 	}
-	bed.srv.SetFaults(pexiptest.Faults{ErrorRate: 0.10, TimeoutRate: 0.10, LateApplyRate: 0.10, Hang: hang, Seed: 5})
+	bed.srv.SetFaults(pexiptest.Faults{RateLimitRate: 0.10, ErrorRate: 0.10, TimeoutRate: 0.10, LateApplyRate: 0.10, Hang: hang, Seed: 5})
 
 	vmrs := make([]*v1.VMR, n)
 	create := func(i int) {
