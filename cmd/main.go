@@ -17,6 +17,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -84,6 +85,23 @@ func run() error {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	setupLog := ctrl.Log.WithName("setup")
 
+	restCfg := ctrl.GetConfigOrDie()
+	restCfg.QPS, restCfg.Burst = float32(kubeAPIQPS), kubeAPIBurst
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(v1.AddToScheme(scheme))
+	if backendOpts.Kind == "pexip" && backendOpts.PexipOwner == "" {
+		c, err := client.New(restCfg, client.Options{Scheme: scheme})
+		if err != nil {
+			return fmt.Errorf("cannot reach the API server: %w", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = backendOpts.DefaultPexipOwner(ctx, c)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
 	var err error
 	if o.Backend, err = backendOpts.New(o.BackendTimeout); err != nil {
 		return err
@@ -92,10 +110,6 @@ func run() error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
-
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(v1.AddToScheme(scheme))
 
 	var tlsOpts []func(*tls.Config)
 	if !enableHTTP2 {
@@ -117,8 +131,6 @@ func run() error {
 	if metricsSecure {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
-	restCfg := ctrl.GetConfigOrDie()
-	restCfg.QPS, restCfg.Burst = float32(kubeAPIQPS), kubeAPIBurst
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                        scheme,
 		Cache:                         operator.CacheOptions(),
@@ -167,6 +179,6 @@ func run() error {
 			return err
 		}
 	}
-	setupLog.Info("Starting manager", "version", version, "backend", o.Backend.Name())
+	setupLog.Info("Starting manager", "version", version, "backend", o.Backend.Name(), "pexipOwner", backendOpts.PexipOwner)
 	return mgr.Start(ctx)
 }

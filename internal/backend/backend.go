@@ -30,8 +30,12 @@ var ErrConflict = errors.New("room exists in backend and was not created by the 
 
 // Room is the desired or observed state of one permanent virtual meeting room.
 type Room struct {
-	// Key identifies the room as ours; stored in the backend room (Pexip: tag).
-	// It is derived from the VMR's UID, so it is known before the room exists.
+	// Key identifies the room as ours; stored in the backend room (Pexip: tag,
+	// in the installation's scope). It is derived from the VMR's UID, so it
+	// is known before the room exists. A room read back that carries its key
+	// only in the form of an earlier release reads with an empty Key, so
+	// that comparing it with the desired room calls for an Update, which
+	// rewrites it.
 	Key string
 	// Name is the unique room name in the backend, as participants see it.
 	Name        string
@@ -107,7 +111,9 @@ type Backend interface {
 	// takes it for an orphan once its VMR is gone (deletionPolicy Retain). A
 	// room gone is success; one with another key is ErrConflict.
 	Release(ctx context.Context, ref, key string) error
-	// ListTagged returns every room whose key starts with prefix, in one
-	// paged listing: the sweep of rooms whose VMR is gone.
+	// ListTagged returns every room of this installation whose key starts
+	// with prefix, in one paged listing: the sweep of rooms whose VMR is
+	// gone. Rooms of other installations sharing the backend are never
+	// listed.
 	ListTagged(ctx context.Context, prefix string) ([]Tagged, error)
 }

@@ -9,9 +9,11 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	corev1 "k8s.io/api/core/v1"
@@ -48,11 +50,22 @@ type vmrPass struct {
 // done reports whether the pass ended before the backend room matched.
 func (p *vmrPass) done() bool { return p.block != nil || p.failure != nil }
 
+// result requeues the room for its next check with low priority: a
+// recheck or drift check waits behind what events bring (a room created or
+// changed, a Secret rotated), and, in order of arrival, among the rooms of
+// the initial listing, which the queue also ranks low. With checks given the
+// priority of the event that first brought their room, more checks due than
+// the workers can do starved the rooms listed at a restart that were not
+// provisioned yet, for as long as the checks kept coming.
 func (p *vmrPass) result() ctrl.Result {
+	after := p.requeue
 	if p.block != nil {
-		return ctrl.Result{RequeueAfter: p.block.recheck}
+		after = p.block.recheck
 	}
-	return ctrl.Result{RequeueAfter: p.requeue}
+	if after <= 0 {
+		return ctrl.Result{}
+	}
+	return ctrl.Result{RequeueAfter: after, Priority: ptr.To(handler.LowPriority)}
 }
 
 func (p *vmrPass) setAdvertised(dial []string) {

@@ -24,6 +24,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -246,6 +247,11 @@ func TestVMRReconcileKeepsPINsSecret(t *testing.T) {
 	}
 	if res.RequeueAfter != r.DriftCheckInterval {
 		t.Errorf("RequeueAfter = %v; want the drift interval %v", res.RequeueAfter, r.DriftCheckInterval)
+	}
+	// A drift check waits behind rooms still to provision, those of the
+	// initial listing after a restart included (ranked low, and older).
+	if res.Priority == nil || *res.Priority != handler.LowPriority {
+		t.Errorf("drift check requeued with priority %v; want %d", res.Priority, handler.LowPriority)
 	}
 	got := &v1.VMR{}
 	if err := c.Get(ctx, req.NamespacedName, got); err != nil {

@@ -10,14 +10,23 @@ import (
 )
 
 // Operations of the room backend, the values of the operation label: the
-// Backend call a request was sent for.
+// Backend call a request was sent for. OpListTagged is the sweep's listing of
+// the rooms by key; its removals are OpDelete.
 const (
-	OpFind   = "find"
-	OpGet    = "get"
-	OpCreate = "create"
-	OpUpdate = "update"
-	OpDelete = "delete"
+	OpFind       = "find"
+	OpGet        = "get"
+	OpCreate     = "create"
+	OpUpdate     = "update"
+	OpDelete     = "delete"
+	OpRelease    = "release"
+	OpListTagged = "list_tagged"
 )
+
+// Operations lists every value of the operation label but OpOther.
+var Operations = []string{OpFind, OpGet, OpCreate, OpUpdate, OpDelete, OpRelease, OpListTagged}
+
+// OpOther counts a request sent outside any Backend call: none should be.
+const OpOther = "other"
 
 type operationKey struct{}
 
@@ -31,7 +40,7 @@ func operationOf(ctx context.Context) string {
 	if op, ok := ctx.Value(operationKey{}).(string); ok {
 		return op
 	}
-	return "other"
+	return OpOther
 }
 
 // BackendHTTPRequest counts one HTTP request the named backend's client sent:

@@ -1,6 +1,7 @@
 package operator
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,7 +10,10 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"visio.dev/operator/internal/backend"
 	"visio.dev/operator/internal/backend/embedded"
@@ -177,6 +181,39 @@ type BackendOptions struct {
 	// PexipCAFile is a PEM bundle of the CAs that sign the management node's
 	// certificate (a private CA), added to the system's.
 	PexipCAFile string
+	// PexipOwner scopes this installation's rooms on the Pexip node: it is
+	// put in their tags, and the sweep and every check of a room's tag keep
+	// to it, so that installations sharing a node never sweep or change
+	// each other's rooms. Empty: DefaultPexipOwner fills it in.
+	PexipOwner string
+}
+
+// ownerNamespace is the namespace whose UID names the cluster: made with
+// the cluster, never deleted, kept by an etcd restore as the VMR UIDs in the
+// rooms' keys are.
+const ownerNamespace = "kube-system"
+
+// DefaultPexipOwner sets PexipOwner, when the flag left it empty and the
+// backend is Pexip, to "cluster-" followed by the first 12 hexadecimal
+// digits of the kube-system namespace's UID: distinct for each cluster and
+// stable for its life. Two installations in one cluster share their VMRs,
+// so they may share an owner.
+func (b *BackendOptions) DefaultPexipOwner(ctx context.Context, c client.Reader) error {
+	if b.Kind != "pexip" || b.PexipOwner != "" {
+		return nil
+	}
+	ns := &corev1.Namespace{}
+	if err := c.Get(ctx, client.ObjectKey{Name: ownerNamespace}, ns); err != nil {
+		return fmt.Errorf("--pexip-owner is not set and cannot be derived from the %s namespace's UID: %w", ownerNamespace, err)
+	}
+	b.PexipOwner = DerivedPexipOwner(ns.UID)
+	return nil
+}
+
+// DerivedPexipOwner is the owner derived from a cluster's kube-system UID.
+func DerivedPexipOwner(uid types.UID) string {
+	hex := strings.ReplaceAll(strings.ToLower(string(uid)), "-", "")
+	return "cluster-" + hex[:min(12, len(hex))]
 }
 
 // BindFlags registers the backend flags on fs.
@@ -187,6 +224,10 @@ func (b *BackendOptions) BindFlags(fs *flag.FlagSet) {
 		"Directory with files username and password for the Pexip API (a mounted Secret; read again when it changes).")
 	fs.StringVar(&b.PexipCAFile, "pexip-ca-file", "",
 		"PEM bundle of the CAs that sign the Pexip management node's certificate, added to the system's (a private CA).")
+	fs.StringVar(&b.PexipOwner, "pexip-owner", "",
+		"This installation's name on the Pexip node, put in its rooms' tags (<owner>:visio-<VMR UID>) so that installations "+
+			"sharing a node never sweep or change each other's rooms: a DNS label. "+
+			"Default: cluster-<first 12 hex digits of the kube-system namespace's UID>.")
 }
 
 // New builds the backend. timeout is the time limit of one backend call; a
@@ -199,7 +240,13 @@ func (b BackendOptions) New(timeout time.Duration) (backend.Backend, error) {
 		if b.PexipURL == "" || b.PexipCredentialsDir == "" {
 			return nil, errors.New("--vmr-backend=pexip needs --pexip-url and --pexip-credentials-dir")
 		}
-		c, err := pexip.New(pexip.Config{URL: b.PexipURL, CredentialsDir: b.PexipCredentialsDir, CAFile: b.PexipCAFile,
+		if b.PexipOwner == "" {
+			return nil, errors.New("--vmr-backend=pexip needs --pexip-owner (or its default, see DefaultPexipOwner)")
+		}
+		if err := pexip.ValidateOwner(b.PexipOwner); err != nil {
+			return nil, fmt.Errorf("--pexip-owner: %w", err)
+		}
+		c, err := pexip.New(pexip.Config{URL: b.PexipURL, CredentialsDir: b.PexipCredentialsDir, CAFile: b.PexipCAFile, Owner: b.PexipOwner,
 			RequestTimeout: max(timeout/4, time.Second)}) // room for retries within one backend call
 		if err != nil {
 			return nil, fmt.Errorf("--vmr-backend=pexip: %w", err)

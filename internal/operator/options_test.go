@@ -3,9 +3,17 @@ package operator
 import (
 	"flag"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"visio.dev/operator/internal/backend/embedded"
 )
@@ -116,5 +124,54 @@ func TestBackendOptions(t *testing.T) {
 	}
 	if b, err := (BackendOptions{Kind: "embedded"}).New(time.Second); err != nil || b == nil {
 		t.Errorf("embedded: %v", err)
+	}
+}
+
+// The Pexip owner: the flag's value when set and valid; otherwise derived
+// from the cluster's kube-system namespace, the same for every start.
+func TestPexipOwner(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"username", "password"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pexipOpts := func(owner string) BackendOptions {
+		return BackendOptions{Kind: "pexip", PexipURL: "https://pexip.example/", PexipCredentialsDir: dir, PexipOwner: owner}
+	}
+	for _, bad := range []string{"", "Paris", "a:b", strings.Repeat("a", 64)} {
+		if _, err := pexipOpts(bad).New(time.Second); err == nil || !strings.Contains(err.Error(), "--pexip-owner") {
+			t.Errorf("owner %q: got %v", bad, err)
+		}
+	}
+	if _, err := pexipOpts("paris-prod").New(time.Second); err != nil {
+		t.Errorf("owner paris-prod: %v", err)
+	}
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	kubeSystem := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kube-system", UID: "3F2A9C1B-7D4E-4b5a-9c1d-0e2f3a4b5c6d"}}
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(kubeSystem).Build()
+	b := pexipOpts("")
+	if err := b.DefaultPexipOwner(t.Context(), c); err != nil || b.PexipOwner != "cluster-3f2a9c1b7d4e" {
+		t.Fatalf("derived owner %q, %v", b.PexipOwner, err)
+	}
+	if _, err := b.New(time.Second); err != nil {
+		t.Errorf("derived owner refused: %v", err)
+	}
+	b.PexipOwner = "paris-prod"
+	if err := b.DefaultPexipOwner(t.Context(), c); err != nil || b.PexipOwner != "paris-prod" {
+		t.Errorf("a set owner was replaced: %q, %v", b.PexipOwner, err)
+	}
+	empty := fake.NewClientBuilder().WithScheme(scheme).Build()
+	b = pexipOpts("")
+	if err := b.DefaultPexipOwner(t.Context(), empty); err == nil || !strings.Contains(err.Error(), "--pexip-owner") {
+		t.Errorf("no kube-system namespace: %v", err)
+	}
+	e := BackendOptions{Kind: "embedded"}
+	if err := e.DefaultPexipOwner(t.Context(), empty); err != nil || e.PexipOwner != "" {
+		t.Errorf("embedded backend: %q, %v", e.PexipOwner, err)
 	}
 }

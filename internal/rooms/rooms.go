@@ -30,9 +30,11 @@ const MaxNameLength = 250
 func Key(uid types.UID) string { return KeyPrefix + string(uid) }
 
 // UIDOfKey returns the VMR UID a key was made from, if it is one of ours.
+// A UID never holds ':', which a backend puts between an installation's
+// scope and a key: "visio-x:visio-<uid>" is no key of ours.
 func UIDOfKey(key string) (types.UID, bool) {
 	uid, ok := strings.CutPrefix(key, KeyPrefix)
-	return types.UID(uid), ok && uid != ""
+	return types.UID(uid), ok && uid != "" && !strings.Contains(uid, ":")
 }
 
 // Name is the backend room's name, which participants see: the VMR's display

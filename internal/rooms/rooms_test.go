@@ -103,7 +103,7 @@ func TestKeys(t *testing.T) {
 	if !ok || uid != "0b1c-22" {
 		t.Fatalf("UIDOfKey(Key) = %q, %v", uid, ok)
 	}
-	for _, k := range []string{"visio-", "other-1", ""} {
+	for _, k := range []string{"visio-", "other-1", "", "visio-x:visio-0b1c-22"} {
 		if _, ok := UIDOfKey(k); ok {
 			t.Errorf("UIDOfKey(%q) is ours", k)
 		}

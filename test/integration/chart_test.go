@@ -151,6 +151,7 @@ func TestChartValuesSchema(t *testing.T) {
 		{[]string{"--set-string", "webhook.enabled=yes"}, "enabled"},
 		{[]string{"--set", "vmr.backend=zoom"}, "backend"},
 		{[]string{"--set", "webhook.failurePolicy=Sometimes"}, "failurePolicy"},
+		{[]string{"--set", "pexip.owner=Paris:prod"}, "owner"},
 	} {
 		out, err := helmTemplate(g, tc.args...)
 		g.Expect(err).To(HaveOccurred(), "%v was accepted", tc.args)
@@ -161,6 +162,7 @@ func TestChartValuesSchema(t *testing.T) {
 		{"--set", "certManager.enabled=true"},
 		{"--set", "webhook.enabled=false"},
 		{"--set", "vmr.backend=pexip", "--set", "pexip.url=https://pexip.example/", "--set", "pexip.credentialsSecret=pexip", "--set", "pexip.caBundle.configMapName=pexip-ca"},
+		{"--set", "vmr.backend=pexip", "--set", "pexip.url=https://pexip.example/", "--set", "pexip.credentialsSecret=pexip", "--set", "pexip.owner=paris-prod"},
 		{"--set", "networkPolicy.webhookFrom[0].ipBlock.cidr=10.0.0.0/24"},
 	} {
 		out, err := helmTemplate(g, args...)

@@ -157,7 +157,7 @@ func TestMetricsFollowPools(t *testing.T) {
 		"state":     {"licensed": true, "waiting": true, "inactive": true, "ready": true, "not_ready": true},
 		"role":      {"User": true, "DelegatedOrganizer": true, "Administrator": true, "Concierge": true},
 		"backend":   {"embedded": true, "pexip": true},
-		"operation": {"find": true, "get": true, "create": true, "update": true, "delete": true, "other": true},
+		"operation": {"find": true, "get": true, "create": true, "update": true, "delete": true, "release": true, "list_tagged": true},
 	}
 	for name, ss := range gather(g) {
 		for _, s := range ss {

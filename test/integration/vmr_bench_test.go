@@ -115,7 +115,8 @@ func TestVMRBenchmark(t *testing.T) {
 	perCreate := create["list conference"] + create["create conference"] - min(create["list conference"]-n, checks*((n+99)/100))
 	t.Logf("backend requests per VMR created: %.2f (one lookup by key, one create carrying its dial strings; goal <= 4); "+
 		"per drift check: %.2f reads, 0 writes", float64(perCreate)/float64(n), float64(steady["get conference"])/float64(n*intervals))
-	t.Logf("sweep per drift interval at %d rooms: %.1f listing requests", n, float64(steady["list conference"])/float64(intervals))
+	t.Logf("sweep per drift interval at %d rooms (tag__startswith refused, listed by service type): %.1f listing requests",
+		n, float64(steady["list conference"])/float64(intervals))
 
 	// What a room costs is counted exactly: one lookup by key and one create
 	// carrying its three dial strings (numeric id, SIP alias, alias); nothing
@@ -144,27 +145,45 @@ func TestVMRBenchmark(t *testing.T) {
 }
 
 // sweepAt1000 measures one sweep's listing at 1,000 rooms of ours among
-// rooms made by hand: one paged list by tag, no per-room call.
+// 1,000 of another installation and 100 made by hand: one paged list by tag
+// prefix, no per-room call; where the node refuses the prefix, one paged
+// list of every room by service type (after one refused request, once).
 func sweepAt1000(t *testing.T, g Gomega) {
-	srv := pexiptest.NewServer(pexipUser, pexipPassword)
-	defer srv.Close()
-	c, err := pexip.New(pexip.Config{URL: srv.URL, Username: pexipUser, Password: pexipPassword})
-	g.Expect(err).NotTo(HaveOccurred())
-	for i := range 1000 {
-		_, err := c.Create(ctx(), backend.Room{Key: fmt.Sprintf("visio-%04d", i), Name: fmt.Sprintf("Room %d", i), NumericID: strconv.Itoa(100000 + i)})
+	for _, prefix := range []bool{true, false} {
+		srv := pexiptest.NewServer(pexipUser, pexipPassword)
+		srv.AllowTagPrefixFilter(prefix)
+		var clients []*pexip.Client
+		for _, owner := range []string{"paris", "lyon"} {
+			c, err := pexip.New(pexip.Config{URL: srv.URL, Username: pexipUser, Password: pexipPassword, Owner: owner})
+			g.Expect(err).NotTo(HaveOccurred())
+			clients = append(clients, c)
+		}
+		for i := range 1000 {
+			for j, c := range clients {
+				id := strconv.Itoa(100000 + 1000*j + i)
+				_, err := c.Create(ctx(), backend.Room{Key: fmt.Sprintf("visio-%04d", i), Name: "Room " + id, NumericID: id})
+				g.Expect(err).NotTo(HaveOccurred())
+			}
+		}
+		for i := range 100 {
+			srv.CreateRoomByHand(fmt.Sprintf("hand %d", i))
+		}
+		want := map[string]int{"list conference": 10}
+		if !prefix {
+			_, err := clients[0].ListTagged(ctx(), "visio-") // learns that the prefix is refused
+			g.Expect(err).NotTo(HaveOccurred())
+			want = map[string]int{"list conference": 21}
+		}
+		srv.ResetRequests()
+		start := time.Now()
+		tagged, err := clients[0].ListTagged(ctx(), "visio-")
 		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(tagged).To(HaveLen(1000))
+		ops := srv.Operations()
+		t.Logf("sweep at 1,000 rooms of ours, 1,100 others (tag__startswith served: %v): %v in %s", prefix, ops, time.Since(start).Round(time.Millisecond))
+		g.Expect(ops).To(Equal(want))
+		srv.Close()
 	}
-	for i := range 100 {
-		srv.CreateRoomByHand(fmt.Sprintf("hand %d", i))
-	}
-	srv.ResetRequests()
-	start := time.Now()
-	tagged, err := c.ListTagged(ctx(), "visio-")
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(tagged).To(HaveLen(1000))
-	ops := srv.Operations()
-	t.Logf("sweep at 1,000 rooms: %v in %s", ops, time.Since(start).Round(time.Millisecond))
-	g.Expect(ops).To(Equal(map[string]int{"list conference": 10}))
 }
 
 // roomResources are what the VMR controller writes, besides Events (which

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +25,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "visio.dev/operator/api/v1alpha1"
+	"visio.dev/operator/internal/backend"
 	"visio.dev/operator/internal/backend/pexip"
 	"visio.dev/operator/internal/backend/pexip/pexiptest"
 	"visio.dev/operator/internal/controller"
@@ -33,8 +35,9 @@ import (
 )
 
 // TestVMRPexipFaults provisions and deletes rooms through a Pexip server that
-// fails 30% of the requests (5xx, timeouts, some after applying, and creates
-// that commit long after the client gave up), while the manager is killed
+// fails 30% of the requests (10% each: 429, 5xx and timeouts, half of these
+// two after applying the request) and holds 10% of the creates more, to
+// commit them long after the client gave up, while the manager is killed
 // mid create and mid delete: no room is ever duplicated, every dial string a
 // status advertises is on the server, and once the VMRs are gone no room of
 // ours is left (counted by tag), the late creates included.
@@ -62,7 +65,7 @@ func TestVMRPexipFaults(t *testing.T) {
 	} else {
 		startPINRecorder(t)
 	}
-	bed.srv.SetFaults(pexiptest.Faults{ErrorRate: 0.10, TimeoutRate: 0.10, LateApplyRate: 0.10, Hang: hang, Seed: 5})
+	bed.srv.SetFaults(pexiptest.Faults{RateLimitRate: 0.10, ErrorRate: 0.10, TimeoutRate: 0.10, LateApplyRate: 0.10, Hang: hang, Seed: 5})
 
 	vmrs := make([]*v1.VMR, n)
 	create := func(i int) {
@@ -87,6 +90,21 @@ func TestVMRPexipFaults(t *testing.T) {
 	start := time.Now()
 	waitAllReady(g, ns, n, 20*time.Minute)
 	t.Logf("%d rooms Ready under faults after %s", n, time.Since(start).Round(time.Second))
+	// Counted first, for the report, then checked room by room.
+	duplicates, missing := 0, 0
+	for i := range n {
+		got := &v1.VMR{}
+		g.Expect(k8s.Get(ctx(), client.ObjectKeyFromObject(vmrs[i]), got)).To(Succeed())
+		rooms := bed.roomsOf(got)
+		duplicates += max(len(rooms)-1, 0)
+		advertised := append([]string{got.Status.NumericID, strings.TrimPrefix(got.Status.SIPURI, "sip:")}, got.Status.Aliases...)
+		for _, d := range advertised {
+			if len(rooms) == 0 || !slices.ContainsFunc(rooms[0].Aliases, func(a pexiptest.Alias) bool { return a.Alias == d }) {
+				missing++
+			}
+		}
+	}
+	t.Logf("%d rooms Ready under faults: %d duplicate rooms, %d advertised dial strings missing on the server", n, duplicates, missing)
 	for i := range n {
 		got := &v1.VMR{}
 		g.Expect(k8s.Get(ctx(), client.ObjectKeyFromObject(vmrs[i]), got)).To(Succeed())
@@ -112,6 +130,8 @@ func TestVMRPexipFaults(t *testing.T) {
 		"rooms left after their VMRs were deleted")
 	g.Consistently(func() []pexiptest.Conference { return bed.ourRooms() }).WithTimeout(hang+4*time.Second).Should(BeEmpty(),
 		"a late create left a room behind")
+	t.Logf("after deleting the %d VMRs: %d rooms left under the operator's tags (orphans); faults served %v; requests %v",
+		n, len(bed.ourRooms()), bed.srv.Injected(), bed.srv.Operations())
 	claims := &v1.DialStringClaimList{}
 	g.Expect(k8s.List(ctx(), claims)).To(Succeed())
 	for _, c := range claims.Items {
@@ -370,4 +390,59 @@ func TestVMRNameLimits(t *testing.T) {
 	got := waitReady(g, client.ObjectKeyFromObject(longest))
 	g.Expect(got.Status.PINSecretName).To(Equal(strings.Repeat("a", 63) + "-pins"))
 	deleteAndWait(g, got)
+}
+
+// TestVMRPexipOwnerSetLater: a room made by a release before owners (tagged
+// visio-<uid>) stays its VMR's once an upgrade sets an owner: the same room,
+// moved under the owner at the next drift check, deleted with its VMR.
+// Another installation's rooms on the node, an orphan among them, are never
+// swept nor changed.
+func TestVMRPexipOwnerSetLater(t *testing.T) {
+	g := NewWithT(t)
+	_, ns := newEntity(t, g)
+	const drift = 2 * time.Second
+	bed := startPexip(t, g, func(c *pexip.Config) { c.Owner = "" }, func(o *operator.Options) { o.DriftCheckInterval = drift })
+	t.Cleanup(func() { expectNoPINLeak(t) })
+	vmr := newVMR(ns, "before-owners", nil)
+	g.Expect(k8s.Create(ctx(), vmr)).To(Succeed())
+	got := waitReady(g, client.ObjectKeyFromObject(vmr))
+	before := bed.expectRoom(g, got)
+	g.Expect(before.Tag).To(Equal("visio-" + string(got.UID)))
+
+	newClient := func(owner string) *pexip.Client {
+		c, err := pexip.New(pexip.Config{URL: bed.srv.URL, Username: pexipUser, Password: pexipPassword, Owner: owner,
+			RequestTimeout: 2 * time.Second, RetryBaseDelay: 20 * time.Millisecond, RetryMaxDelay: 500 * time.Millisecond})
+		g.Expect(err).NotTo(HaveOccurred())
+		return c
+	}
+	lyon := newClient("lyon")
+	for i, uid := range []string{"0b1c5d9e-orphan-of-lyon", "0b1c5d9e-live-in-lyon"} {
+		_, err := lyon.Create(ctx(), backend.Room{Key: "visio-" + uid, Name: uid, NumericID: strconv.Itoa(555000 + i)})
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	theirs := func() []pexiptest.Conference {
+		var out []pexiptest.Conference
+		for _, c := range bed.srv.Rooms() {
+			if strings.HasPrefix(c.Tag, "lyon:") {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	lyonRooms := theirs()
+	g.Expect(lyonRooms).To(HaveLen(2))
+
+	bed.crash(func() {
+		bed.opts.Backend = newClient(testPexipOwner)
+		bed.owner = testPexipOwner
+	})
+	g.Eventually(func(g Gomega) {
+		rooms := bed.roomsOf(got)
+		g.Expect(rooms).To(HaveLen(1), "the room under the owner's tag")
+		g.Expect(rooms[0].ID).To(Equal(before.ID), "the room was made again")
+	}).WithTimeout(vmrTimeout).WithPolling(vmrPolling).Should(Succeed())
+	bed.expectRoom(g, got)
+	g.Consistently(theirs).WithTimeout(3*drift).Should(Equal(lyonRooms), "another installation's rooms were swept or changed")
+	deleteAndWait(g, got)
+	g.Expect(bed.srv.Rooms()).To(Equal(lyonRooms))
 }

@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -40,6 +41,8 @@ const (
 type pexipBed struct {
 	srv  *pexiptest.Server
 	opts operator.Options
+	// owner is the client's: the scope of the rooms' tags.
+	owner string
 	// counter counts the manager's requests to the API server.
 	counter *writeCounter
 }
@@ -55,13 +58,14 @@ func startPexip(t *testing.T, g Gomega, tweak func(*pexip.Config), change func(*
 	cfg := pexip.Config{
 		URL: srv.URL, Username: pexipUser, Password: pexipPassword,
 		RequestTimeout: 2 * time.Second, RetryBaseDelay: 20 * time.Millisecond, RetryMaxDelay: 500 * time.Millisecond,
+		Owner: testPexipOwner,
 	}
 	if tweak != nil {
 		tweak(&cfg)
 	}
 	be, err := pexip.New(cfg)
 	g.Expect(err).NotTo(HaveOccurred())
-	bed := &pexipBed{srv: srv, counter: &writeCounter{}}
+	bed := &pexipBed{srv: srv, counter: &writeCounter{}, owner: cfg.Owner}
 	set := func(o *operator.Options) {
 		o.Backend = be
 		o.DriftCheckInterval = time.Hour
@@ -100,11 +104,22 @@ func (b *pexipBed) crash(between func()) {
 	stopShared = startManager(b.counter, b.opts)
 }
 
+// testPexipOwner scopes the rooms of the tests, as --pexip-owner does.
+const testPexipOwner = "it"
+
+// tag is the tag of the room of the VMR with uid.
+func (b *pexipBed) tag(uid types.UID) string {
+	if b.owner == "" {
+		return "visio-" + string(uid)
+	}
+	return b.owner + ":visio-" + string(uid)
+}
+
 // roomsOf returns the rooms of the test server carrying vmr's key.
 func (b *pexipBed) roomsOf(vmr *v1.VMR) []pexiptest.Conference {
 	var out []pexiptest.Conference
 	for _, c := range b.srv.Rooms() {
-		if c.Tag == "visio-"+string(vmr.UID) {
+		if c.Tag == b.tag(vmr.UID) {
 			out = append(out, c)
 		}
 	}
@@ -116,7 +131,7 @@ func (b *pexipBed) roomsOf(vmr *v1.VMR) []pexiptest.Conference {
 func (b *pexipBed) ourRooms() []pexiptest.Conference {
 	var out []pexiptest.Conference
 	for _, c := range b.srv.Rooms() {
-		if strings.HasPrefix(c.Tag, "visio-") {
+		if strings.HasPrefix(c.Tag, b.tag("")) {
 			out = append(out, c)
 		}
 	}
@@ -412,7 +427,7 @@ func TestVMRPexipLifecycle(t *testing.T) {
 	// Retained: handed over, with nothing changed but its tag, so that no
 	// sweep takes it for an orphan.
 	retained := before[0]
-	retained.Tag = "retained-visio-" + string(kept.UID)
+	retained.Tag = "retained-" + bed.tag(kept.UID)
 	g.Expect(bed.srv.Rooms()).To(ContainElement(retained), "the room of a VMR with deletionPolicy Retain was changed or removed")
 	g.Consistently(func() []pexiptest.Conference { return bed.srv.Rooms() }).WithTimeout(2 * drift).Should(ContainElement(retained))
 }

@@ -106,11 +106,15 @@ func (*Backend) Delete(ctx context.Context, _, _ string) (err error) {
 }
 
 // Release implements backend.Backend: nothing is kept outside Kubernetes.
-func (*Backend) Release(ctx context.Context, _, _ string) error { return ctx.Err() }
+func (*Backend) Release(ctx context.Context, _, _ string) (err error) {
+	defer func() { metrics.BackendCall(name, metrics.OpRelease, err) }()
+	return ctx.Err()
+}
 
 // ListTagged implements backend.Backend: no room is kept outside Kubernetes,
 // so none can outlive its VMR.
-func (*Backend) ListTagged(ctx context.Context, _ string) ([]backend.Tagged, error) {
+func (*Backend) ListTagged(ctx context.Context, _ string) (_ []backend.Tagged, err error) {
+	defer func() { metrics.BackendCall(name, metrics.OpListTagged, err) }()
 	return nil, ctx.Err()
 }
 

@@ -159,7 +159,8 @@ func roomFromConference(c conference) *backend.Room {
 
 // conferencePatch lists only the fields that differ, so that an unchanged
 // room costs no write and concurrent edits of other fields are not undone.
-func conferencePatch(cur conference, want backend.Room) map[string]any {
+// wantTag is want.Key as this installation tags it.
+func conferencePatch(cur conference, want backend.Room, wantTag string) map[string]any {
 	p := map[string]any{}
 	if want.Name != cur.Name {
 		p["name"] = want.Name
@@ -181,8 +182,8 @@ func conferencePatch(cur conference, want backend.Room) map[string]any {
 	if want.AllowGuests != cur.AllowGuests {
 		p["allow_guests"] = want.AllowGuests
 	}
-	if want.Key != "" && want.Key != cur.Tag {
-		p["tag"] = want.Key
+	if wantTag != "" && wantTag != cur.Tag {
+		p["tag"] = wantTag
 	}
 	if !sameLimit(cur.ParticipantLimit, want.ParticipantLimit) {
 		if want.ParticipantLimit == nil {
@@ -201,7 +202,8 @@ func sameLimit(cur *int, want *int32) bool {
 	return *cur == int(*want)
 }
 
-func createBody(room backend.Room) conferenceCreate {
+// createBody is the create of room, tagged tag.
+func createBody(room backend.Room, tag string) conferenceCreate {
 	body := conferenceCreate{
 		Name:        room.Name,
 		Description: room.Description,
@@ -209,7 +211,7 @@ func createBody(room backend.Room) conferenceCreate {
 		PIN:         room.HostPIN,
 		GuestPIN:    room.GuestPIN,
 		AllowGuests: room.AllowGuests,
-		Tag:         room.Key,
+		Tag:         tag,
 		Aliases:     []inlineAlias{},
 	}
 	if room.ParticipantLimit != nil {

@@ -3,11 +3,18 @@
 //
 // How a backend.Room maps onto Pexip:
 //
-//   - Room.Key is the conference's tag. It is what makes a conference ours:
-//     Find lists conferences by tag, and every call that acts on a recorded
-//     conference id first checks that the conference there still carries
-//     the key (after a backup restore or a new --pexip-url the id can name
-//     somebody else's room).
+//   - Room.Key, in this installation's scope, is the conference's tag: the
+//     key itself without an Owner, "<owner>:<key>" with one. It is what
+//     makes a conference ours: Find lists conferences by tag, every call
+//     that acts on a recorded conference id first checks that the
+//     conference there still carries it (after a backup restore or a new
+//     --pexip-url the id can name somebody else's room), and the sweep
+//     lists only the tags of this scope, so that installations sharing a
+//     node never touch each other's rooms. A conference tagged with the
+//     bare key while an Owner is set was made before the owner was: it is
+//     still ours (the key holds the VMR's UID, which no other installation
+//     has), reported with an empty Key so that the caller's next Update
+//     moves it into the scope.
 //   - Room.Name is the conference name, unique in Pexip, shown to
 //     participants.
 //   - Every dial string (the numeric id and the aliases) is a
@@ -34,10 +41,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"visio.dev/operator/internal/backend"
@@ -71,6 +80,11 @@ type Config struct {
 	// RetryMaxDelay caps the backoff delay and the server's Retry-After;
 	// default 10s.
 	RetryMaxDelay time.Duration
+	// Owner scopes the rooms to one installation when several share a
+	// management node: a DNS label (lowercase letters, digits and '-', at
+	// most 63), put in front of every tag. Empty: tags are the bare keys,
+	// and the node must serve no other installation.
+	Owner string
 	// HTTPClient carries proxies and other transport settings; its Timeout
 	// should be zero or longer than RequestTimeout. Default: a client with
 	// the default transport. Redirects are never followed, whatever its
@@ -82,6 +96,7 @@ type Config struct {
 // use; concurrent calls for the same room key are not coordinated (the
 // controller reconciles one room at a time).
 type Client struct {
+	owner      string
 	base       *url.URL
 	basePath   string
 	creds      *credentials
@@ -90,6 +105,10 @@ type Client struct {
 	maxRetries int
 	baseDelay  time.Duration
 	maxDelay   time.Duration
+
+	// noPrefixFilter is set once the node refused tag__startswith: the
+	// sweep lists by service type and filters the tags itself since.
+	noPrefixFilter atomic.Bool
 }
 
 var _ backend.Backend = (*Client)(nil)
@@ -105,6 +124,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if u.User != nil {
 		return nil, errors.New("pexip: URL must not carry credentials; set Username and Password")
+	}
+	if err := ValidateOwner(cfg.Owner); err != nil {
+		return nil, err
 	}
 	creds := &credentials{dir: cfg.CredentialsDir, username: cfg.Username, password: cfg.Password}
 	switch {
@@ -122,6 +144,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
+		owner:      cfg.Owner,
 		base:       &url.URL{Scheme: u.Scheme, Host: u.Host},
 		basePath:   strings.TrimSuffix(u.Path, "/"),
 		creds:      creds,
@@ -150,6 +173,54 @@ func New(cfg Config) (*Client, error) {
 		c.maxDelay = c.baseDelay
 	}
 	return c, nil
+}
+
+// maxOwnerLength keeps a tag within reach of Pexip's field: a DNS label.
+const maxOwnerLength = 63
+
+var ownerPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+
+// ValidateOwner checks an owner: empty, or a DNS label. Keys never hold ':',
+// so "<owner>:" cannot start the tag of another owner or a bare key.
+func ValidateOwner(owner string) error {
+	if owner == "" {
+		return nil
+	}
+	if len(owner) > maxOwnerLength || !ownerPattern.MatchString(owner) {
+		return fmt.Errorf("pexip: owner %q must be a DNS label: at most %d lowercase letters, digits and '-', starting and ending with a letter or digit",
+			owner, maxOwnerLength)
+	}
+	return nil
+}
+
+// tag is the conference tag of key in this installation's scope.
+func (c *Client) tag(key string) string {
+	if c.owner == "" {
+		return key
+	}
+	return c.owner + ":" + key
+}
+
+// carries tells whether a conference tagged tag is the room of key: in this
+// scope (exact), or tagged with the bare key before an owner was set
+// (legacy), which only this installation can have made (the key holds the
+// VMR's UID).
+func (c *Client) carries(tag, key string) (exact, legacy bool) {
+	if tag == c.tag(key) {
+		return true, false
+	}
+	return false, c.owner != "" && tag == key
+}
+
+// roomOf reads conf as the room of key; a legacy tag reads as an empty Key,
+// so that the caller's comparison sees it differ and updates the room.
+func (c *Client) roomOf(conf conference, key string) *backend.Room {
+	r := roomFromConference(conf)
+	r.Key = ""
+	if exact, _ := c.carries(conf.Tag, key); exact {
+		r.Key = key
+	}
+	return r
 }
 
 // httpClient returns the client's own copy of cfg.HTTPClient, with the
@@ -275,11 +346,14 @@ func (c *Client) Name() string { return "pexip" }
 // which one is in use.
 func (c *Client) Find(ctx context.Context, key string) (string, *backend.Room, error) {
 	ctx = metrics.WithOperation(ctx, metrics.OpFind)
-	conf, err := c.findByTag(ctx, key)
+	conf, err := c.findByTag(ctx, c.tag(key))
+	if errors.Is(err, backend.ErrNotFound) && c.owner != "" {
+		conf, err = c.findByTag(ctx, key) // made before the owner was set
+	}
 	if err != nil {
 		return "", nil, err
 	}
-	return strconv.Itoa(conf.ID), roomFromConference(conf), nil
+	return strconv.Itoa(conf.ID), c.roomOf(conf, key), nil
 }
 
 // Get implements backend.Backend.
@@ -289,7 +363,7 @@ func (c *Client) Get(ctx context.Context, ref, key string) (*backend.Room, error
 	if err != nil {
 		return nil, err
 	}
-	return roomFromConference(conf), nil
+	return c.roomOf(conf, key), nil
 }
 
 // getOurs reads the conference at ref and checks that it carries key.
@@ -305,7 +379,7 @@ func (c *Client) getOurs(ctx context.Context, ref, key string) (conference, erro
 	if err != nil {
 		return conference{}, err
 	}
-	if conf.Tag != key {
+	if exact, legacy := c.carries(conf.Tag, key); !exact && !legacy {
 		return conference{}, fmt.Errorf("%w: pexip conference %d is not this room (it carries another tag: a restored backup or another management node?)",
 			backend.ErrConflict, id)
 	}
@@ -328,7 +402,7 @@ func (c *Client) Create(ctx context.Context, room backend.Room) (string, error) 
 		return "", err
 	}
 	for attempt := 0; ; attempt++ {
-		conf, err := c.findByTag(ctx, room.Key)
+		conf, err := c.findByTag(ctx, c.tag(room.Key))
 		if err == nil {
 			return strconv.Itoa(conf.ID), c.update(ctx, conf, room)
 		}
@@ -346,7 +420,7 @@ func (c *Client) Create(ctx context.Context, room backend.Room) (string, error) 
 		case errors.Is(err, errNameTaken):
 			owner, lerr := c.findByName(ctx, room.Name)
 			if lerr == nil {
-				if owner.Tag == room.Key {
+				if exact, legacy := c.carries(owner.Tag, room.Key); exact || legacy {
 					return strconv.Itoa(owner.ID), c.update(ctx, owner, room)
 				}
 				return "", fmt.Errorf("%w: pexip conference %d is already named %q", backend.ErrConflict, owner.ID, room.Name)
@@ -377,7 +451,7 @@ func (c *Client) Create(ctx context.Context, room backend.Room) (string, error) 
 // the create in part left under our key is removed, and the error names the
 // conferences in the way.
 func (c *Client) aliasConflict(ctx context.Context, room backend.Room) (string, error) {
-	conf, err := c.findByTag(ctx, room.Key)
+	conf, err := c.findByTag(ctx, c.tag(room.Key))
 	switch {
 	case err == nil && hasAll(conf, room.DialStrings()):
 		return strconv.Itoa(conf.ID), c.update(ctx, conf, room)
@@ -437,7 +511,7 @@ func (c *Client) Update(ctx context.Context, ref string, room backend.Room) erro
 
 // update makes conf, as just read, match room.
 func (c *Client) update(ctx context.Context, conf conference, room backend.Room) error {
-	if patch := conferencePatch(conf, room); len(patch) > 0 {
+	if patch := conferencePatch(conf, room, c.tag(room.Key)); len(patch) > 0 {
 		cl := call{
 			method:  http.MethodPatch,
 			path:    conferenceURI(conf.ID),
@@ -498,8 +572,10 @@ func (c *Client) doUnlessGone(ctx context.Context, cl call) error {
 // ReleasedTagPrefix starts the tag of a room handed over with Release.
 const ReleasedTagPrefix = "retained-"
 
-// Release implements backend.Backend: the tag becomes "retained-<key>".
+// Release implements backend.Backend: the tag becomes "retained-" followed by
+// the tag it had in this scope, which no sweep lists.
 func (c *Client) Release(ctx context.Context, ref, key string) error {
+	ctx = metrics.WithOperation(ctx, metrics.OpRelease)
 	conf, err := c.getOurs(ctx, ref, key)
 	if errors.Is(err, backend.ErrNotFound) {
 		return nil
@@ -507,16 +583,34 @@ func (c *Client) Release(ctx context.Context, ref, key string) error {
 	if err != nil {
 		return err
 	}
-	return c.doUnlessGone(ctx, call{method: http.MethodPatch, path: conferenceURI(conf.ID), body: map[string]any{"tag": ReleasedTagPrefix + key}})
+	return c.doUnlessGone(ctx, call{method: http.MethodPatch, path: conferenceURI(conf.ID), body: map[string]any{"tag": ReleasedTagPrefix + c.tag(key)}})
 }
 
 // ListTagged implements backend.Backend: one paged list of the conferences
-// whose tag starts with prefix.
+// whose tag, in this installation's scope, starts with prefix; the keys
+// returned are without the scope. Rooms of other owners, and rooms tagged
+// with a bare key while an owner is set, are never listed.
+//
+// Tastypie serves tag__startswith only if the node declares that lookup for
+// the tag field, which Pexip does not document. A node that refuses it (400)
+// is listed by service type instead, the tags checked here, from then on.
 func (c *Client) ListTagged(ctx context.Context, prefix string) ([]backend.Tagged, error) {
+	ctx = metrics.WithOperation(ctx, metrics.OpListTagged)
 	if prefix == "" {
 		return nil, errors.New("pexip: empty tag prefix")
 	}
-	all, err := listAll[conference](ctx, c, conferencePath, url.Values{"tag__startswith": {prefix}})
+	scoped := c.tag(prefix)
+	var all []conference
+	var err error
+	if !c.noPrefixFilter.Load() {
+		all, err = listAll[conference](ctx, c, conferencePath, url.Values{"tag__startswith": {scoped}})
+		if apiErr, ok := errors.AsType[*APIError](err); ok && apiErr.StatusCode == http.StatusBadRequest {
+			c.noPrefixFilter.Store(true)
+		}
+	}
+	if c.noPrefixFilter.Load() {
+		all, err = listAll[conference](ctx, c, conferencePath, url.Values{"service_type": {serviceTypeConference}})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -524,9 +618,11 @@ func (c *Client) ListTagged(ctx context.Context, prefix string) ([]backend.Tagge
 	for _, conf := range all {
 		// Checked here too: a node that ignored the filter must not make
 		// the sweep remove somebody else's room.
-		if strings.HasPrefix(conf.Tag, prefix) {
-			out = append(out, backend.Tagged{Ref: strconv.Itoa(conf.ID), Key: conf.Tag})
+		rest, ok := strings.CutPrefix(conf.Tag, scoped)
+		if !ok || strings.Contains(rest, ":") {
+			continue
 		}
+		out = append(out, backend.Tagged{Ref: strconv.Itoa(conf.ID), Key: prefix + rest})
 	}
 	return out, nil
 }
@@ -619,7 +715,7 @@ func (c *Client) postConference(ctx context.Context, room backend.Room) (int, er
 	cl := call{
 		method:  http.MethodPost,
 		path:    conferencePath,
-		body:    createBody(room),
+		body:    createBody(room, c.tag(room.Key)),
 		secrets: []string{room.HostPIN, room.GuestPIN},
 	}
 	resp, err := c.do(ctx, cl)

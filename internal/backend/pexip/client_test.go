@@ -354,27 +354,6 @@ func TestRelease(t *testing.T) {
 	}
 }
 
-// The sweep's listing: one paged list by tag prefix, foreign rooms left out.
-func TestListTagged(t *testing.T) {
-	srv := newServer(t)
-	c := newClient(t, srv, nil)
-	srv.SetMaxPageSize(20)
-	for i := range 45 {
-		r := sampleRoom(i)
-		r.Key = fmt.Sprintf("visio-%04d", i)
-		if _, err := c.Create(t.Context(), r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	srv.CreateRoomByHand("hand-made", "hand@example.com")
-	srv.ResetRequests()
-	got, err := c.ListTagged(t.Context(), "visio-")
-	if err != nil || len(got) != 45 {
-		t.Fatalf("ListTagged = %d rooms, %v; want 45", len(got), err)
-	}
-	expectRequests(t, srv, map[string]int{"GET conference": 3})
-}
-
 // A redirect is never followed: a POST must not turn into a GET.
 func TestRedirectsAreNotFollowed(t *testing.T) {
 	var gets, posts int
@@ -749,6 +728,10 @@ func TestNewChecksConfig(t *testing.T) {
 		{URL: "ftp://pexip.example/", Username: "u", Password: "p"},
 		{URL: "https://u:p@pexip.example/", Username: "u", Password: "p"},
 		{URL: "https://pexip.example/"},
+		{URL: "https://pexip.example/", Username: "u", Password: "p", Owner: "Paris"},
+		{URL: "https://pexip.example/", Username: "u", Password: "p", Owner: "a:b"},
+		{URL: "https://pexip.example/", Username: "u", Password: "p", Owner: "-a"},
+		{URL: "https://pexip.example/", Username: "u", Password: "p", Owner: strings.Repeat("a", 64)},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v) accepted", cfg)
@@ -779,26 +762,4 @@ func TestIDFromURI(t *testing.T) {
 			t.Errorf("idFromURI(%q) = %d, want %d", uri, got, want)
 		}
 	}
-}
-
-// The sweep's cost at 1,000 rooms of ours among rooms made by hand: one
-// paged listing by tag, ten requests of 100, no per-room call.
-func TestSweepCostAt1000Rooms(t *testing.T) {
-	srv := newServer(t)
-	c := newClient(t, srv, nil)
-	for i := range 1000 {
-		r := backend.Room{Key: fmt.Sprintf("visio-%04d", i), Name: fmt.Sprintf("Room %d", i), NumericID: fmt.Sprint(100000 + i)}
-		if _, err := c.Create(t.Context(), r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := range 100 {
-		srv.CreateRoomByHand(fmt.Sprintf("hand %d", i))
-	}
-	srv.ResetRequests()
-	got, err := c.ListTagged(t.Context(), "visio-")
-	if err != nil || len(got) != 1000 {
-		t.Fatalf("ListTagged = %d rooms, %v", len(got), err)
-	}
-	expectRequests(t, srv, map[string]int{"GET conference": 10})
 }

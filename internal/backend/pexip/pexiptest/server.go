@@ -10,9 +10,12 @@
 // defaults); 204 on delete; redirects are the client's business; 400 with
 // {"<resource>": {"<field>": [...]}} on validation errors, e.g. a duplicate
 // name {"conference":{"name":["Virtual Meeting Room with this Name already
-// exists."]}}; list filters name, tag, tag__startswith, service_type and
-// aliases__alias (conference), alias and conference (conference_alias), and
-// meta/next pagination (limit 20 by default, 0 for no limit); aliases
+// exists."]}}; list filters name, tag, service_type and aliases__alias
+// (conference), alias and conference (conference_alias), any other lookup on
+// a field refused with 400 as Tastypie does ("'startswith' is not an allowed
+// filter on the 'tag' field."), parameters that name no field ignored; tag
+// prefixes (tag__startswith) only when AllowTagPrefixFilter says so, since
+// Pexip does not document them; meta/next pagination (limit 20 by default, 0 for no limit); aliases
 // accepted inline in a conference create, the whole create refused when one
 // of them is taken; names of at most 250 characters; PINs of 4 to 20
 // characters, digits with an optional final #; a guest PIN and allow_guests
@@ -142,6 +145,8 @@ type Server struct {
 	requests    map[string]int
 	operations  map[string]int
 	maxLimit    int
+	tagPrefix   bool
+	injected    map[string]int
 }
 
 // Hold is a request that was applied and whose answer is withheld: it stands
@@ -173,6 +178,7 @@ func NewServer(username, password string) *Server {
 		holds:       map[string][]*Hold{},
 		requests:    map[string]int{},
 		operations:  map[string]int{},
+		injected:    map[string]int{},
 	}
 	s.hs = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
 	s.URL = s.hs.URL + "/"
@@ -229,6 +235,14 @@ func (s *Server) SetMaxPageSize(n int) {
 	s.maxLimit = n
 }
 
+// AllowTagPrefixFilter makes conference lists accept tag__startswith, as a
+// node that declares that lookup for the tag field would; refused by default.
+func (s *Server) AllowTagPrefixFilter(allow bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tagPrefix = allow
+}
+
 // Requests counts the requests received, by method and resource, e.g.
 // "POST conference", "GET conference_alias"; failed ones included.
 func (s *Server) Requests() map[string]int {
@@ -245,6 +259,20 @@ func (s *Server) Operations() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return maps.Clone(s.operations)
+}
+
+var faultNames = map[FaultMode]string{
+	FaultError: "error", FaultErrorAfterApply: "error after apply", FaultHangBeforeApply: "hang before apply",
+	FaultHangAfterApply: "hang after apply", FaultRateLimit: "rate limit", FaultLateApply: "late apply",
+	FaultErrorQuotingRequest: "error quoting the request",
+}
+
+// Injected counts the faults served since the server started, by kind
+// ("error", "late apply", ...); ResetRequests leaves it alone.
+func (s *Server) Injected() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.injected)
 }
 
 // ResetRequests sets the request and operation counters to zero.
@@ -365,6 +393,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	hang := s.faults.Hang
 	if hold == nil {
 		mode, hang = s.drawFault(reqName)
+	}
+	if mode != 0 {
+		s.injected[faultNames[mode]]++
 	}
 	s.mu.Unlock()
 
@@ -647,15 +678,28 @@ func (s *Server) snapshot(id int) Conference {
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request, kind string) {
 	q := r.URL.Query()
-	filters := map[string]bool{"name": true, "tag": true, "tag__startswith": true, "service_type": true, "aliases__alias": true}
+	// Tastypie: a parameter naming no field is ignored; a lookup the
+	// resource does not declare for its field is refused.
+	fields := conferenceFields
+	filters := map[string]bool{"name": true, "tag": true, "service_type": true, "aliases__alias": true}
+	if s.tagPrefix {
+		filters["tag__startswith"] = true
+	}
 	if kind == kindAlias {
+		fields = aliasFields
 		filters = map[string]bool{"alias": true, "conference": true}
 	}
 	for k := range q {
-		if k != "limit" && k != "offset" && k != "format" && !filters[k] {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("The '%s' field does not allow filtering.", k)})
-			return
+		field, lookup, _ := strings.Cut(k, "__")
+		if k == "limit" || k == "offset" || k == "format" || !fields[field] || filters[k] {
+			continue
 		}
+		msg := fmt.Sprintf("The '%s' field does not allow filtering.", field)
+		if filters[field] && lookup != "" {
+			msg = fmt.Sprintf("'%s' is not an allowed filter on the '%s' field.", lookup, field)
+		}
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": msg})
+		return
 	}
 	limit, offset := defaultPageLimit, 0
 	var err error
@@ -728,6 +772,13 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, kind string) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"meta": m, "objects": page})
 }
+
+// The fields of the resources, as far as filters go.
+var (
+	conferenceFields = map[string]bool{"id": true, "name": true, "description": true, "service_type": true, "pin": true,
+		"guest_pin": true, "allow_guests": true, "participant_limit": true, "tag": true, "aliases": true, "resource_uri": true}
+	aliasFields = map[string]bool{"id": true, "alias": true, "conference": true, "description": true, "resource_uri": true}
+)
 
 func match(q url.Values, key, value string) bool {
 	return !q.Has(key) || q.Get(key) == value

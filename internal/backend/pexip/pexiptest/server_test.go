@@ -99,14 +99,25 @@ func TestServerIsStrict(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &page); err != nil || page.Meta.Limit != 20 || len(page.Objects) != 20 || page.Meta.Next == nil {
 		t.Fatalf("first page: %v %+v", err, page.Meta)
 	}
-	for q, want := range map[string]int{"tag__startswith=visio-r": 20, "tag=visio-r3": 1, "aliases__alias=1000": 1, "name=nobody": 0, "service_type=conference": 20} {
+	filters := map[string]int{"tag=visio-r3": 1, "aliases__alias=1000": 1, "name=nobody": 0, "service_type=conference": 20, "nosuchfield=1": 20}
+	for q, want := range filters {
 		_, _, body = do(t, s, "GET", conf+"?"+q, "")
 		if err := json.Unmarshal([]byte(body), &page); err != nil || len(page.Objects) != want {
 			t.Errorf("filter %s: %d objects, %v; want %d", q, len(page.Objects), err, want)
 		}
 	}
-	if code, _, _ := do(t, s, "GET", conf+"?pin=1", ""); code != 400 {
-		t.Errorf("filtering on pin: %d, want 400", code)
+	for q, want := range map[string]string{
+		"pin=1":                   "The 'pin' field does not allow filtering.",
+		"tag__startswith=visio-r": "'startswith' is not an allowed filter on the 'tag' field.",
+	} {
+		if code, _, body := do(t, s, "GET", conf+"?"+q, ""); code != 400 || !strings.Contains(body, want) {
+			t.Errorf("filter %s: %d %s, want 400 %q", q, code, body, want)
+		}
+	}
+	s.AllowTagPrefixFilter(true)
+	_, _, body = do(t, s, "GET", conf+"?tag__startswith=visio-r1", "")
+	if err := json.Unmarshal([]byte(body), &page); err != nil || len(page.Objects) != 11 {
+		t.Errorf("tag__startswith=visio-r1 once allowed: %d objects, %v; want 11", len(page.Objects), err)
 	}
 }
 
