@@ -3,11 +3,16 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -27,7 +32,10 @@ func runOnCluster(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := client.New(cfg, client.Options{})
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(apiextensionsv1.AddToScheme(scheme))
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		return err
 	}
@@ -51,8 +59,8 @@ back: the webhooks are its Pods):
 		return fmt.Errorf("cannot read the cluster's webhook configuration: %w", err)
 	}
 
-	if _, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{Paths: []string{filepath.Join("config", "crd", "bases")}, ErrorIfPathMissing: true}); err != nil {
-		return fmt.Errorf("cannot install the CRDs: %w", err)
+	if err := installCRDs(ctx, c); err != nil {
+		return err
 	}
 	host := os.Getenv("WEBHOOK_HOST")
 	if host == "" {
@@ -70,6 +78,14 @@ WEBHOOK_HOST to an address of this machine that the cluster's API server can rea
 		LocalServingHost:             "0.0.0.0",
 		LocalServingHostExternalName: host,
 		LocalServingPort:             9443,
+	}
+	if err := wo.PrepWithoutInstalling(); err != nil {
+		return fmt.Errorf("cannot prepare the local webhooks: %w", err)
+	}
+	// A name of our own: never the chart's, nor the generic name of the
+	// generated manifest, which another operator's configuration may bear.
+	for _, w := range wo.ValidatingWebhooks {
+		w.Name = localWebhookConfiguration
 	}
 	if err := wo.Install(cfg); err != nil {
 		return fmt.Errorf("cannot register the local webhooks: %w", err)
@@ -92,4 +108,50 @@ ValidatingWebhookConfiguration%s (removed when this stops). The API server must 
 
 `, host, names)
 	return runManager(ctx, append(append(base, "--webhook-port=9443", "--webhook-cert-dir="+wo.LocalServingCertDir), args...), os.Environ())
+}
+
+// localWebhookConfiguration names the webhook configuration of a local
+// manager that serves the webhooks (WEBHOOK_HOST).
+const localWebhookConfiguration = "visio-operator-make-run"
+
+// installCRDs creates the CRDs of config/crd, or updates those the cluster
+// has to this tree's version. An update keeps the labels and annotations it
+// finds: a chart uninstalled with crds.keep leaves its ownership marks on
+// them, and a later helm install adopts the CRDs only if they are still there.
+func installCRDs(ctx context.Context, c client.Client) error {
+	opts := &envtest.CRDInstallOptions{Paths: []string{filepath.Join("config", "crd", "bases")}, ErrorIfPathMissing: true}
+	if err := envtest.ReadCRDFiles(opts); err != nil {
+		return fmt.Errorf("cannot read the CRDs: %w", err)
+	}
+	for _, crd := range opts.CRDs {
+		existing := &apiextensionsv1.CustomResourceDefinition{}
+		err := c.Get(ctx, client.ObjectKeyFromObject(crd), existing)
+		switch {
+		case apierrors.IsNotFound(err):
+			if err := c.Create(ctx, crd); err != nil {
+				return fmt.Errorf("cannot create the CRD %s: %w", crd.Name, err)
+			}
+			continue
+		case err != nil:
+			return fmt.Errorf("cannot read the CRD %s: %w", crd.Name, err)
+		}
+		existing.Spec = crd.Spec
+		existing.Labels = mergeMaps(existing.Labels, crd.Labels)
+		existing.Annotations = mergeMaps(existing.Annotations, crd.Annotations)
+		if err := c.Update(ctx, existing); err != nil {
+			return fmt.Errorf("cannot update the CRD %s: %w", crd.Name, err)
+		}
+	}
+	return nil
+}
+
+func mergeMaps(into, from map[string]string) map[string]string {
+	if len(from) == 0 {
+		return into
+	}
+	if into == nil {
+		into = map[string]string{}
+	}
+	maps.Copy(into, from)
+	return into
 }
