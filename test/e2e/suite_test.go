@@ -23,6 +23,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -125,6 +126,11 @@ func uninstallChart(t *testing.T) {
 		}
 		return names
 	}).WithTimeout(2*time.Minute).WithPolling(time.Second).Should(BeEmpty(), "manager Pods left after helm uninstall")
+	// Nor the certificate Secret, which a stopping Pod might have recreated:
+	// a next helm install would refuse to adopt it.
+	NewWithT(t).Eventually(func() bool {
+		return apierrors.IsNotFound(k8s.Get(ctx(), client.ObjectKey{Namespace: namespace, Name: "visio-operator-webhook-cert"}, &corev1.Secret{}))
+	}).WithTimeout(time.Minute).WithPolling(time.Second).Should(BeTrue(), "the webhook certificate Secret left after helm uninstall")
 }
 
 // withChart installs the release with sets over the defaults (or upgrades
