@@ -258,20 +258,21 @@ func TestMakeRunBehindChart(t *testing.T) {
 		}
 	})
 	g.Eventually(r.out.String).WithTimeout(time.Minute).Should(ContainSubstring("The chart is installed in namespace " + namespace))
-	g.Eventually(r.out.String).WithTimeout(time.Minute).Should(ContainSubstring("attempting to acquire leader lease " + namespace + "/visio-operator.tenancy.visio.dev"))
+	lock := `"lock":"` + namespace + `/visio-operator.tenancy.visio.dev"`
+	g.Eventually(r.out.String).WithTimeout(time.Minute).Should(MatchRegexp(`Attempting to acquire leader lease.*` + lock))
 
 	before = unprotectedEntity(g, "e2e-run-behind") // reconciled by the chart's leader
 	g.Consistently(func(g Gomega) {
 		g.Expect(reconciles(g)).To(BeZero(), "the local manager reconciled beside the chart's leader")
 		g.Expect(leader()).To(Equal(chartLeader))
 	}).WithTimeout(10 * time.Second).WithPolling(time.Second).Should(Succeed())
-	g.Expect(r.out.String()).NotTo(ContainSubstring("successfully acquired lease"))
+	g.Expect(r.out.String()).NotTo(ContainSubstring("Successfully acquired lease"))
 	g.Expect(apierrors.IsNotFound(k8s.Get(ctx(), client.ObjectKey{Name: localWebhooks}, &admissionv1.ValidatingWebhookConfiguration{}))).To(BeTrue())
 
 	// The chart scaled to zero releases the lease; the local manager takes it.
 	kubectl(t, "scale", "deployment/visio-operator", "-n", namespace, "--replicas=0")
 	waitReady(g, 0)
-	g.Eventually(r.out.String).WithTimeout(time.Minute).Should(ContainSubstring("successfully acquired lease " + namespace + "/visio-operator.tenancy.visio.dev"))
+	g.Eventually(r.out.String).WithTimeout(time.Minute).Should(MatchRegexp(`Successfully acquired lease.*` + lock))
 	g.Expect(leader()).NotTo(HavePrefix("visio-operator-"))
 	after = unprotectedEntity(g, "e2e-run-takeover")
 	g.Expect(reconciles(g)).To(BeNumerically(">", 0), "the local manager reconciles once it leads")
