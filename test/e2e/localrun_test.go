@@ -242,8 +242,16 @@ func TestMakeRunServesWebhooks(t *testing.T) {
 func TestMakeRunBehindChart(t *testing.T) {
 	g := NewWithT(t)
 	withChart(t)
-	g.Eventually(leader).WithTimeout(time.Minute).Should(HavePrefix("visio-operator-"))
-	chartLeader := leader()
+	// A replica of this installation leads: after a reinstall, the lease may
+	// still name a Pod of the previous one until it expires (helm uninstall
+	// deletes the Role that would let a stopping Pod release it).
+	var chartLeader string
+	g.Eventually(func(g Gomega) {
+		chartLeader = leader()
+		pod := &corev1.Pod{}
+		g.Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: namespace, Name: chartLeader}, pod)).To(Succeed())
+		g.Expect(pod.DeletionTimestamp).To(BeNil())
+	}).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed())
 	r := startLocalRun(t, "WEBHOOK_HOST="+nodeIP) // the chart takes precedence over WEBHOOK_HOST
 	var before, after *v1.Entity
 	t.Cleanup(func() { // before withChart's cleanup: the chart's webhooks admit the deletions
