@@ -6,8 +6,10 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -20,7 +22,7 @@ import (
 
 // runOnCluster runs the operator against $KUBECONFIG's cluster, in one of
 // three ways, and says which:
-//   - the chart is installed there: its Pods serve the webhooks; the local
+//   - the chart is installed there: its Pods serve the webhooks (if on); the local
 //     manager runs the controllers only, and only while it holds the leader
 //     lease of the chart's namespace (so the two never reconcile at once);
 //   - WEBHOOK_HOST names an address of this machine the API server can
@@ -41,22 +43,33 @@ func runOnCluster(ctx context.Context, args []string) error {
 	}
 	base := []string{"--metrics-bind-address=127.0.0.1:8080", "--metrics-secure=false"}
 
-	chart := &admissionv1.ValidatingWebhookConfiguration{}
-	err = c.Get(ctx, client.ObjectKey{Name: "visio-operator"}, chart)
-	switch {
-	case err == nil && len(chart.Webhooks) > 0 && chart.Webhooks[0].ClientConfig.Service != nil:
-		ns := chart.Webhooks[0].ClientConfig.Service.Namespace
-		fmt.Printf(`The chart is installed in namespace %s: its Pods serve the admission webhooks.
+	ns, webhooks, err := findChart(ctx, c)
+	if err != nil {
+		return err
+	}
+	if ns != "" {
+		if webhooks {
+			fmt.Printf(`The chart is installed in namespace %s: its Pods serve the admission webhooks.
 Running the controllers here with webhooks disabled (--enable-webhooks=false). They start once
 this process holds the leader lease of %s, so they never run beside the chart's leader; to hand
 the controllers over, scale the chart's operator down (admission then fails closed until it is
 back: the webhooks are its Pods):
-    kubectl -n %s scale deployment/visio-operator --replicas=0
+`, ns, ns)
+		} else {
+			fmt.Printf(`The chart is installed in namespace %s, with its admission webhooks off.
+Running the controllers here, without webhooks. They start once this process holds the leader
+lease of %s, so they never run beside the chart's leader; to hand the controllers over, scale
+the chart's operator down:
+`, ns, ns)
+		}
+		fmt.Printf("    kubectl -n %s scale deployment/visio-operator --replicas=0\n\n", ns)
+		if chartBackend, local := backendOf(ctx, c, ns), flagValue(args, "--vmr-backend", "embedded"); chartBackend != "" && chartBackend != local {
+			fmt.Printf(`WARNING: the chart's operator uses --vmr-backend=%s and this one %s: once this one leads, it
+provisions rooms in another backend. Pass the chart's backend flags: make run ARGS="--vmr-backend=%s ...".
 
-`, ns, ns, ns)
+`, chartBackend, local, chartBackend)
+		}
 		return runManager(ctx, append(append(base, "--enable-webhooks=false", "--leader-elect", "--leader-election-namespace="+ns), args...), os.Environ())
-	case err != nil && !apierrors.IsNotFound(err):
-		return fmt.Errorf("cannot read the cluster's webhook configuration: %w", err)
 	}
 
 	if err := installCRDs(ctx, c); err != nil {
@@ -154,4 +167,53 @@ func mergeMaps(into, from map[string]string) map[string]string {
 	}
 	maps.Copy(into, from)
 	return into
+}
+
+// findChart finds where the chart is installed: the namespace of its webhook
+// Service or, with its webhooks off, of its Deployment; "" when it is not.
+func findChart(ctx context.Context, c client.Client) (ns string, webhooks bool, err error) {
+	vwc := &admissionv1.ValidatingWebhookConfiguration{}
+	err = c.Get(ctx, client.ObjectKey{Name: "visio-operator"}, vwc)
+	switch {
+	case err == nil && len(vwc.Webhooks) > 0 && vwc.Webhooks[0].ClientConfig.Service != nil:
+		return vwc.Webhooks[0].ClientConfig.Service.Namespace, true, nil
+	case err != nil && !apierrors.IsNotFound(err):
+		return "", false, fmt.Errorf("cannot read the cluster's webhook configuration: %w", err)
+	}
+	deployments := &appsv1.DeploymentList{}
+	if err := c.List(ctx, deployments, client.MatchingLabels{"app.kubernetes.io/name": "visio-operator", "app.kubernetes.io/managed-by": "Helm"}); err != nil {
+		return "", false, fmt.Errorf("cannot look for the chart's Deployment: %w", err)
+	}
+	if len(deployments.Items) == 0 {
+		return "", false, nil
+	}
+	return deployments.Items[0].Namespace, false, nil
+}
+
+// backendOf is the --vmr-backend of the chart's manager in ns ("" when unknown).
+func backendOf(ctx context.Context, c client.Client, ns string) string {
+	d := &appsv1.Deployment{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "visio-operator"}, d); err != nil {
+		return ""
+	}
+	for _, ctr := range d.Spec.Template.Spec.Containers {
+		if ctr.Name == "manager" {
+			return flagValue(ctr.Args, "--vmr-backend", "embedded")
+		}
+	}
+	return ""
+}
+
+// flagValue is the value of the last --name=value (or --name value) in
+// args, or def.
+func flagValue(args []string, name, def string) string {
+	v := def
+	for i, a := range args {
+		if after, ok := strings.CutPrefix(a, name+"="); ok {
+			v = after
+		} else if a == name && i+1 < len(args) {
+			v = args[i+1]
+		}
+	}
+	return v
 }

@@ -285,3 +285,20 @@ func TestMakeRunBehindChart(t *testing.T) {
 	after = unprotectedEntity(g, "e2e-run-takeover")
 	g.Expect(reconciles(g)).To(BeNumerically(">", 0), "the local manager reconciles once it leads")
 }
+
+// TestMakeRunBehindChartWithoutWebhooks: the chart installed with its
+// webhooks off is found all the same (by its Deployment), and make run
+// waits for its leader lease rather than run the controllers beside it.
+func TestMakeRunBehindChartWithoutWebhooks(t *testing.T) {
+	g := NewWithT(t)
+	withChart(t, "webhook.enabled=false")
+	r := startLocalRun(t)
+	g.Eventually(r.out.String).WithTimeout(time.Minute).Should(ContainSubstring("The chart is installed in namespace " + namespace + ", with its admission webhooks off"))
+	g.Eventually(r.out.String).WithTimeout(time.Minute).Should(MatchRegexp(`Attempting to acquire leader lease.*"lock":"` + namespace + `/visio-operator.tenancy.visio.dev"`))
+	g.Expect(r.out.String()).NotTo(ContainSubstring("WARNING"), "same backend as the chart")
+	g.Consistently(func(g Gomega) {
+		g.Expect(reconciles(g)).To(BeZero(), "the local manager reconciled beside the chart's leader")
+	}).WithTimeout(5 * time.Second).WithPolling(time.Second).Should(Succeed())
+	g.Expect(r.out.String()).NotTo(ContainSubstring("Successfully acquired lease"))
+	g.Expect(r.stop(syscall.SIGINT)).To(Succeed())
+}
