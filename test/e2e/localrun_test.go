@@ -172,6 +172,21 @@ func crdMarks(g Gomega) map[string]string {
 	return marks
 }
 
+// chartLeader waits until a replica of this installation leads, and names
+// it: after a reinstall, the lease may still name a Pod of the previous one
+// until it expires (helm uninstall deletes the Role that would let a
+// stopping Pod release it).
+func chartLeader(g Gomega) string {
+	var name string
+	g.Eventually(func(g Gomega) {
+		name = leader()
+		pod := &corev1.Pod{}
+		g.Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: namespace, Name: name}, pod)).To(Succeed())
+		g.Expect(pod.DeletionTimestamp).To(BeNil())
+	}).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed())
+	return name
+}
+
 // TestMakeRunWithoutWebhooks: make run against a cluster where the chart is
 // not installed and the API server is not told where to reach the local
 // webhooks: it says so, runs the controllers alone, leaves the admission
@@ -242,16 +257,7 @@ func TestMakeRunServesWebhooks(t *testing.T) {
 func TestMakeRunBehindChart(t *testing.T) {
 	g := NewWithT(t)
 	withChart(t)
-	// A replica of this installation leads: after a reinstall, the lease may
-	// still name a Pod of the previous one until it expires (helm uninstall
-	// deletes the Role that would let a stopping Pod release it).
-	var chartLeader string
-	g.Eventually(func(g Gomega) {
-		chartLeader = leader()
-		pod := &corev1.Pod{}
-		g.Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: namespace, Name: chartLeader}, pod)).To(Succeed())
-		g.Expect(pod.DeletionTimestamp).To(BeNil())
-	}).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed())
+	chartLeader := chartLeader(g)
 	r := startLocalRun(t, "WEBHOOK_HOST="+nodeIP) // the chart takes precedence over WEBHOOK_HOST
 	var before, after *v1.Entity
 	t.Cleanup(func() { // before withChart's cleanup: the chart's webhooks admit the deletions
@@ -292,6 +298,7 @@ func TestMakeRunBehindChart(t *testing.T) {
 func TestMakeRunBehindChartWithoutWebhooks(t *testing.T) {
 	g := NewWithT(t)
 	withChart(t, "webhook.enabled=false")
+	chartLeader(g)
 	r := startLocalRun(t)
 	g.Eventually(r.out.String).WithTimeout(time.Minute).Should(ContainSubstring("The chart is installed in namespace " + namespace + ", with its admission webhooks off"))
 	g.Eventually(r.out.String).WithTimeout(time.Minute).Should(MatchRegexp(`Attempting to acquire leader lease.*"lock":"` + namespace + `/visio-operator.tenancy.visio.dev"`))
