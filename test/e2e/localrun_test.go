@@ -257,7 +257,7 @@ func TestMakeRunServesWebhooks(t *testing.T) {
 func TestMakeRunBehindChart(t *testing.T) {
 	g := NewWithT(t)
 	withChart(t)
-	chartLeader := chartLeader(g)
+	holder := chartLeader(g)
 	r := startLocalRun(t, "WEBHOOK_HOST="+nodeIP) // the chart takes precedence over WEBHOOK_HOST
 	var before, after *v1.Entity
 	t.Cleanup(func() { // before withChart's cleanup: the chart's webhooks admit the deletions
@@ -278,7 +278,7 @@ func TestMakeRunBehindChart(t *testing.T) {
 	before = unprotectedEntity(g, "e2e-run-behind") // reconciled by the chart's leader
 	g.Consistently(func(g Gomega) {
 		g.Expect(reconciles(g)).To(BeZero(), "the local manager reconciled beside the chart's leader")
-		g.Expect(leader()).To(Equal(chartLeader))
+		g.Expect(leader()).To(Equal(holder))
 	}).WithTimeout(10 * time.Second).WithPolling(time.Second).Should(Succeed())
 	g.Expect(r.out.String()).NotTo(ContainSubstring("Successfully acquired lease"))
 	g.Expect(apierrors.IsNotFound(k8s.Get(ctx(), client.ObjectKey{Name: localWebhooks}, &admissionv1.ValidatingWebhookConfiguration{}))).To(BeTrue())
