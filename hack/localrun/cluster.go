@@ -72,8 +72,14 @@ provisions rooms in another backend. Pass the chart's backend flags: make run AR
 		return runManager(ctx, append(append(base, "--enable-webhooks=false", "--leader-elect", "--leader-election-namespace="+ns), args...), os.Environ())
 	}
 
-	if err := installCRDs(ctx, c); err != nil {
+	created, err := installCRDs(ctx, c)
+	if err != nil {
 		return err
+	}
+	if created > 0 {
+		fmt.Print(`Created the CRDs, which this cluster did not have. Helm adopts only what it created: to install
+the chart here later, pass --take-ownership to helm install.
+`)
 	}
 	host := os.Getenv("WEBHOOK_HOST")
 	if host == "" {
@@ -128,13 +134,14 @@ ValidatingWebhookConfiguration%s (removed when this stops). The API server must 
 const localWebhookConfiguration = "visio-operator-make-run"
 
 // installCRDs creates the CRDs of config/crd, or updates those the cluster
-// has to this tree's version. An update keeps the labels and annotations it
-// finds: a chart uninstalled with crds.keep leaves its ownership marks on
-// them, and a later helm install adopts the CRDs only if they are still there.
-func installCRDs(ctx context.Context, c client.Client) error {
+// has to this tree's version, and says how many it created. An update keeps
+// the labels and annotations it finds: a chart uninstalled with crds.keep
+// leaves its ownership marks on them, and a later helm install adopts the
+// CRDs only if they are still there.
+func installCRDs(ctx context.Context, c client.Client) (created int, err error) {
 	opts := &envtest.CRDInstallOptions{Paths: []string{filepath.Join("config", "crd", "bases")}, ErrorIfPathMissing: true}
 	if err := envtest.ReadCRDFiles(opts); err != nil {
-		return fmt.Errorf("cannot read the CRDs: %w", err)
+		return 0, fmt.Errorf("cannot read the CRDs: %w", err)
 	}
 	for _, crd := range opts.CRDs {
 		existing := &apiextensionsv1.CustomResourceDefinition{}
@@ -142,20 +149,21 @@ func installCRDs(ctx context.Context, c client.Client) error {
 		switch {
 		case apierrors.IsNotFound(err):
 			if err := c.Create(ctx, crd); err != nil {
-				return fmt.Errorf("cannot create the CRD %s: %w", crd.Name, err)
+				return created, fmt.Errorf("cannot create the CRD %s: %w", crd.Name, err)
 			}
+			created++
 			continue
 		case err != nil:
-			return fmt.Errorf("cannot read the CRD %s: %w", crd.Name, err)
+			return created, fmt.Errorf("cannot read the CRD %s: %w", crd.Name, err)
 		}
 		existing.Spec = crd.Spec
 		existing.Labels = mergeMaps(existing.Labels, crd.Labels)
 		existing.Annotations = mergeMaps(existing.Annotations, crd.Annotations)
 		if err := c.Update(ctx, existing); err != nil {
-			return fmt.Errorf("cannot update the CRD %s: %w", crd.Name, err)
+			return created, fmt.Errorf("cannot update the CRD %s: %w", crd.Name, err)
 		}
 	}
-	return nil
+	return created, nil
 }
 
 func mergeMaps(into, from map[string]string) map[string]string {

@@ -100,11 +100,12 @@ func chartInstalled() bool {
 }
 
 // helmUpgrade installs the release, or upgrades it, to the chart's defaults
-// changed by sets ("key=value"), and waits for it.
+// changed by sets ("key=value"), and waits for it. It takes over CRDs that
+// Helm did not create (make run creates them on a cluster that has none).
 func helmUpgrade(t *testing.T, sets ...string) {
 	t.Helper()
 	args := []string{"upgrade", "--install", release, filepath.Join(root, "charts", "visio-operator"),
-		"-n", namespace, "--create-namespace", "--wait", "--timeout", "5m"}
+		"-n", namespace, "--create-namespace", "--wait", "--timeout", "5m", "--take-ownership"}
 	for _, s := range sets {
 		args = append(args, "--set", s)
 	}
