@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -14,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
@@ -76,10 +78,12 @@ provisions rooms in another backend. Pass the chart's backend flags: make run AR
 	if err != nil {
 		return err
 	}
+	crdNote := "" // said after the way it runs
 	if created > 0 {
-		fmt.Print(`Created the CRDs, which this cluster did not have. Helm adopts only what it created: to install
+		crdNote = `Created the CRDs, which this cluster did not have. Helm adopts only what it created: to install
 the chart here later, pass --take-ownership to helm install.
-`)
+
+`
 	}
 	host := os.Getenv("WEBHOOK_HOST")
 	if host == "" {
@@ -89,6 +93,7 @@ controllers after the fact, not refused at admission. To serve the webhooks from
 WEBHOOK_HOST to an address of this machine that the cluster's API server can reach (port 9443).
 
 `)
+		fmt.Print(crdNote)
 		return runManager(ctx, append(append(base, "--enable-webhooks=false"), args...), os.Environ())
 	}
 
@@ -126,6 +131,7 @@ Serving the admission webhooks from this machine at https://%s:9443, registered 
 ValidatingWebhookConfiguration%s (removed when this stops). The API server must reach that address.
 
 `, host, names)
+	fmt.Print(crdNote)
 	return runManager(ctx, append(append(base, "--webhook-port=9443", "--webhook-cert-dir="+wo.LocalServingCertDir), args...), os.Environ())
 }
 
@@ -161,6 +167,24 @@ func installCRDs(ctx context.Context, c client.Client) (created int, err error) 
 		existing.Annotations = mergeMaps(existing.Annotations, crd.Annotations)
 		if err := c.Update(ctx, existing); err != nil {
 			return created, fmt.Errorf("cannot update the CRD %s: %w", crd.Name, err)
+		}
+	}
+	// Served before the manager starts and before anyone creates objects.
+	for _, crd := range opts.CRDs {
+		err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			got := &apiextensionsv1.CustomResourceDefinition{}
+			if err := c.Get(ctx, client.ObjectKeyFromObject(crd), got); err != nil {
+				return false, client.IgnoreNotFound(err)
+			}
+			for _, cond := range got.Status.Conditions {
+				if cond.Type == apiextensionsv1.Established && cond.Status == apiextensionsv1.ConditionTrue {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			return created, fmt.Errorf("the CRD %s is not established: %w", crd.Name, err)
 		}
 	}
 	return created, nil

@@ -139,7 +139,9 @@ func reconciles(g Gomega) float64 {
 func unprotectedEntity(g Gomega, name string) *v1.Entity {
 	e := &v1.Entity{ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: v1.EntitySpec{DisplayName: name, DeletionProtection: ptr.To(false)}}
-	g.Expect(client.IgnoreAlreadyExists(k8s.Create(ctx(), e))).To(Succeed())
+	g.Eventually(func() error { // the CRD may be new to this client (make run created it)
+		return client.IgnoreAlreadyExists(k8s.Create(ctx(), e))
+	}).WithTimeout(time.Minute).Should(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(k8s.Get(ctx(), client.ObjectKeyFromObject(e), e)).To(Succeed())
 		g.Expect(meta.IsStatusConditionTrue(e.Status.Conditions, v1.ReadyCondition)).To(BeTrue(), "%v", e.Status.Conditions)
