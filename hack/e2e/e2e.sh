@@ -91,7 +91,7 @@ cleanup() {
 trap cleanup EXIT
 
 # The operator image (make image), a pause image built the same way, the node
-# program and the test binary: everything is built here, outside the network
+# program, make run's program and the test binary: everything is built here, outside the network
 # namespace, which has no route out.
 version=e2e-$(git rev-parse --short HEAD)
 image=ghcr.io/visio-dev/visio-operator:$version
@@ -102,6 +102,7 @@ for img in pause probe; do
 		-created 1970-01-01T00:00:00Z -o "$work/$img.tar" >/dev/null
 done
 go build -o "$work/node" ./hack/e2e/node
+go build -o "$work/localrun" ./hack/localrun # make run's program; it runs the image's manager binary
 go test -c -tags e2e -o "$work/e2e.test" ./test/e2e
 images=$(date +%s)
 echo "e2e: binaries ready in $((built - start))s, images and tests built in $((images - built))s"
@@ -111,7 +112,8 @@ mkdir -p "$work/var-lib" "$work/var-log"
 # lo and a blackhole default route (nothing can leave), private /run,
 # /var/lib and /var/log, and bash as PID 1, which reaps the orphans that
 # containerd shims leave. When it exits, the kernel kills the rest.
-export HELM="$helm" E2E_ROOT=$PWD E2E_IMAGE_REPOSITORY=${image%:*} E2E_IMAGE_TAG=$version
+export HELM="$helm" E2E_ROOT=$PWD E2E_IMAGE_REPOSITORY=${image%:*} E2E_IMAGE_TAG=$version \
+	E2E_LOCALRUN=$work/localrun E2E_MANAGER=$PWD/bin/linux/manager
 # E2E_TESTARGS is split as the shell would (so -test.run 'A|B' keeps its
 # quotes' meaning rather than matching names with quotes in them).
 eval "testargs=(${E2E_TESTARGS:-})"

@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -37,9 +38,12 @@ func main() {
 }
 
 func run(args []string) error {
-	if len(args) > 0 && args[0] == "--" {
-		args = args[1:]
+	fs := flag.NewFlagSet("localrun", flag.ContinueOnError)
+	fs.StringVar(&managerBinary, "manager", "", "Manager binary to run (default: build ./cmd into bin/manager). Flags after -- go to the manager.")
+	if err := fs.Parse(args); err != nil {
+		return err
 	}
+	args = fs.Args() // what followed --
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	if kc := os.Getenv("KUBECONFIG"); kc != "" {
@@ -131,11 +135,19 @@ func run(args []string) error {
 	return runManager(ctx, managerArgs, os.Environ())
 }
 
-// runManager builds and runs the manager in the foreground until ctx ends.
+// managerBinary is the -manager flag: a manager built beforehand (the
+// real-node tests run this program where nothing can be built).
+var managerBinary string
+
+// runManager builds the manager (unless -manager names one) and runs it in
+// the foreground until ctx ends.
 func runManager(ctx context.Context, args, env []string) error {
-	bin := filepath.Join("bin", "manager")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd").CombinedOutput(); err != nil {
-		return fmt.Errorf("cannot build the manager: %v\n%s", err, out)
+	bin := managerBinary
+	if bin == "" {
+		bin = filepath.Join("bin", "manager")
+		if out, err := exec.Command("go", "build", "-o", bin, "./cmd").CombinedOutput(); err != nil {
+			return fmt.Errorf("cannot build the manager: %v\n%s", err, out)
+		}
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout, cmd.Stderr, cmd.Env = os.Stdout, os.Stderr, env

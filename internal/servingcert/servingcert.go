@@ -28,6 +28,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/open-policy-agent/cert-controller/pkg/rotator"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -167,13 +168,28 @@ func (k *Keeper) missing() {
 }
 
 // createSecret creates the Secret empty: the rotator sees it and fills it
-// with a new CA and certificate, then injects the CA.
+// with a new CA and certificate, then injects the CA. The Secret is owned by
+// the webhook configuration, and is not created while that is gone or
+// going: helm uninstall deletes both, and a Secret recreated by a Pod still
+// stopping would outlive the release and block the next install (Helm does
+// not adopt what it did not create).
 func (k *Keeper) createSecret(ctx context.Context) error {
+	vwc, err := k.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, k.o.WebhookConfigurationName, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err) || (err == nil && vwc.DeletionTimestamp != nil):
+		return fmt.Errorf("the webhook configuration %s is gone: not recreating its certificate", k.o.WebhookConfigurationName)
+	case err != nil:
+		return err
+	}
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
 		Name: k.o.SecretName, Namespace: k.o.Namespace,
 		Labels: map[string]string{"app.kubernetes.io/name": "visio-operator", "app.kubernetes.io/component": "webhook"},
+		OwnerReferences: []metav1.OwnerReference{{
+			APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingWebhookConfiguration",
+			Name: vwc.Name, UID: vwc.UID,
+		}},
 	}}
-	_, err := k.client.CoreV1().Secrets(k.o.Namespace).Create(ctx, s, metav1.CreateOptions{})
+	_, err = k.client.CoreV1().Secrets(k.o.Namespace).Create(ctx, s, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
 		return nil
 	}

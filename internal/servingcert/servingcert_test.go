@@ -10,7 +10,11 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/open-policy-agent/cert-controller/pkg/rotator"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 )
 
 // A Keeper serves nothing and is not ready until the Secret holds a key
@@ -88,4 +92,36 @@ func pair(t *testing.T) [2][]byte {
 		t.Fatal(err)
 	}
 	return [2][]byte{cert, key}
+}
+
+// A missing Secret is recreated only while the webhook configuration is
+// there, and owned by it: a Secret recreated during helm uninstall would
+// outlive the release and block the next install.
+func TestKeeperRecreatesTheSecretOnlyForItsWebhookConfiguration(t *testing.T) {
+	cs := fake.NewClientset()
+	k := &Keeper{o: Options{Namespace: "ns", SecretName: "s", WebhookConfigurationName: "vwc"}, log: logr.Discard(), client: cs}
+	if err := k.createSecret(t.Context()); err == nil {
+		t.Fatal("a Secret was created while the webhook configuration is gone")
+	}
+	if _, err := cs.CoreV1().Secrets("ns").Get(t.Context(), "s", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("Secret: %v, want NotFound", err)
+	}
+
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "vwc", UID: "vwc-uid"}}
+	if _, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(t.Context(), vwc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.createSecret(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := cs.CoreV1().Secrets("ns").Get(t.Context(), "s", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := s.OwnerReferences; len(o) != 1 || o[0].Kind != "ValidatingWebhookConfiguration" || o[0].Name != "vwc" || o[0].UID != "vwc-uid" {
+		t.Fatalf("owner references %+v, want the webhook configuration", o)
+	}
+	if err := k.createSecret(t.Context()); err != nil {
+		t.Fatalf("a second create: %v", err)
+	}
 }

@@ -4,7 +4,13 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,6 +26,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "visio.dev/operator/api/v1alpha1"
@@ -57,10 +64,9 @@ func TestCertificateRotation(t *testing.T) {
 				}
 				// A server-side dry run goes through the webhooks and writes nothing.
 				err := k8s.Create(ctx(), user(ns, fmt.Sprintf("rot-%d-%d", w, i)), client.DryRunAll)
-				switch {
-				case err == nil:
+				if err == nil {
 					ok.Add(1)
-				default:
+				} else {
 					if s := err.Error(); strings.Contains(s, "x509") || strings.Contains(s, "certificate") || strings.Contains(s, "tls") {
 						certRefused.Add(1)
 					} else {
@@ -91,6 +97,144 @@ func TestCertificateRotation(t *testing.T) {
 	g.Expect(certRefused.Load()).To(BeZero(), "requests refused for want of a certificate")
 	g.Expect(otherRefused.Load()).To(BeZero())
 	waitReady(g, 2)
+}
+
+// servingCert is the serving certificate in the webhook Secret, and the CA beside it.
+func servingCert(g Gomega) (*x509.Certificate, []byte) {
+	s := &corev1.Secret{}
+	g.Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: namespace, Name: "visio-operator-webhook-cert"}, s)).To(Succeed())
+	b, _ := pem.Decode(s.Data["tls.crt"])
+	g.Expect(b).NotTo(BeNil(), "no certificate in the Secret yet")
+	c, err := x509.ParseCertificate(b.Bytes)
+	g.Expect(err).NotTo(HaveOccurred())
+	return c, s.Data["ca.crt"]
+}
+
+// fingerprint tells certificates apart (the rotator numbers every serving
+// certificate 1).
+func fingerprint(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(sum[:8])
+}
+
+// servedCerts are the fingerprints of the certificates the manager Pods
+// serve on their webhook port, by Pod.
+func servedCerts(g Gomega) map[string]string {
+	pods := &corev1.PodList{}
+	g.Expect(k8s.List(ctx(), pods, client.InNamespace(namespace), client.MatchingLabels{"app.kubernetes.io/name": "visio-operator"})).To(Succeed())
+	out := map[string]string{}
+	for _, p := range pods.Items {
+		if p.Status.PodIP == "" || p.DeletionTimestamp != nil {
+			continue
+		}
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", net.JoinHostPort(p.Status.PodIP, "9443"),
+			&tls.Config{InsecureSkipVerify: true}) //nolint:gosec // only reads the certificate served
+		g.Expect(err).NotTo(HaveOccurred(), "pod %s", p.Name)
+		out[p.Name] = fingerprint(conn.ConnectionState().PeerCertificates[0])
+		_ = conn.Close()
+	}
+	return out
+}
+
+// TestCertificateRenewal: with a serving certificate valid two minutes
+// (webhook.certValidity), the operator renews it before it expires, from
+// the same CA, while admission requests keep coming through the Service:
+// none is refused for want of a certificate. The defaults are restored
+// after, and with them a certificate valid a year.
+func TestCertificateRenewal(t *testing.T) {
+	g := NewWithT(t)
+	withChart(t, "webhook.certValidity=2m")
+	e := unprotectedEntity(g, "e2e-renewal")
+	t.Cleanup(func() { deleteEntity(NewWithT(t), e) })
+	ns := e.NamespaceName()
+	g.Eventually(func() error {
+		return client.IgnoreAlreadyExists(k8s.Create(ctx(), &v1.LicensePool{
+			ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns},
+			Spec:       v1.LicensePoolSpec{Licenses: ptr.To[int32](1000), Enforcement: v1.EnforcementDeny},
+		}))
+	}).WithTimeout(time.Minute).Should(Succeed())
+
+	// The validity applies to the certificates issued from now on: start a
+	// fresh chain rather than wait out the current one.
+	kubectl(t, "delete", "secret", "-n", namespace, "visio-operator-webhook-cert")
+	var ca []byte
+	g.Eventually(func(g Gomega) {
+		var c *x509.Certificate
+		c, ca = servingCert(g)
+		g.Expect(time.Until(c.NotAfter)).To(BeNumerically("<=", 2*time.Minute))
+		g.Expect(caBundle(g)).To(Equal(ca))
+		for pod, fp := range servedCerts(g) {
+			g.Expect(fp).To(Equal(fingerprint(c)), "pod %s", pod)
+		}
+	}).WithTimeout(2 * time.Minute).WithPolling(time.Second).Should(Succeed())
+	g.Eventually(func() error { return k8s.Create(ctx(), user(ns, "probe"), client.DryRunAll) }).WithTimeout(time.Minute).Should(Succeed())
+
+	var ok, certRefused, otherRefused atomic.Int64
+	var mu sync.Mutex
+	var firstErrs []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				err := k8s.Create(ctx(), user(ns, fmt.Sprintf("renew-%d-%d", w, i)), client.DryRunAll)
+				if err == nil {
+					ok.Add(1)
+				} else {
+					if s := err.Error(); strings.Contains(s, "x509") || strings.Contains(s, "certificate") || strings.Contains(s, "tls") {
+						certRefused.Add(1)
+					} else {
+						otherRefused.Add(1)
+					}
+					mu.Lock()
+					if len(firstErrs) < 5 {
+						firstErrs = append(firstErrs, err.Error())
+					}
+					mu.Unlock()
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+	}
+	start := time.Now()
+	first, _ := servingCert(g) // the certificate in use while the requests started
+	var renewed *x509.Certificate
+	g.Eventually(func(g Gomega) {
+		var caNow []byte
+		renewed, caNow = servingCert(g)
+		g.Expect(fingerprint(renewed)).NotTo(Equal(fingerprint(first)), "renewed")
+		g.Expect(caNow).To(Equal(ca), "renewed from the same CA")
+		for pod, fp := range servedCerts(g) {
+			g.Expect(fp).To(Equal(fingerprint(renewed)), "pod %s serves the renewed certificate", pod)
+		}
+	}).WithTimeout(4 * time.Minute).WithPolling(time.Second).Should(Succeed())
+	renewedAfter := time.Since(start)
+	okAtRenewal := ok.Load()
+	g.Eventually(func() int64 { return ok.Load() - okAtRenewal }).WithTimeout(time.Minute).Should(BeNumerically(">=", 100))
+	close(stop)
+	wg.Wait()
+	t.Logf("certificate renewal: first certificate valid until %s, renewed after %s (valid until %s); %d requests admitted, %d refused for a certificate reason, %d refused otherwise; first errors: %q",
+		first.NotAfter.Format(time.TimeOnly), renewedAfter.Round(time.Second), renewed.NotAfter.Format(time.TimeOnly),
+		ok.Load(), certRefused.Load(), otherRefused.Load(), firstErrs)
+	g.Expect(certRefused.Load()).To(BeZero(), "requests refused for want of a certificate")
+	g.Expect(otherRefused.Load()).To(BeZero())
+	g.Expect(caBundle(g)).To(Equal(ca))
+
+	// Back to the defaults: the short-lived certificate is replaced by one valid a year.
+	helmUpgrade(t)
+	waitReady(g, 2)
+	g.Eventually(func(g Gomega) {
+		c, _ := servingCert(g)
+		g.Expect(time.Until(c.NotAfter)).To(BeNumerically(">", 300*24*time.Hour))
+	}).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed())
+	g.Eventually(func() error { return k8s.Create(ctx(), user(ns, "after-renewal"), client.DryRunAll) }).WithTimeout(time.Minute).Should(Succeed())
 }
 
 func managerArgs(g Gomega) []string {
@@ -164,7 +308,7 @@ func TestUninstallKeepsData(t *testing.T) {
 	}
 	before := count()
 	g.Expect(before["PlatformUser"]).To(BeNumerically(">", 50))
-	run(t, helm, "uninstall", release, "-n", namespace, "--wait", "--timeout", "3m")
+	uninstallChart(t)
 	for _, crd := range []string{"entities", "licensepools", "platformusers", "vmrs"} {
 		c := &apiextensionsv1.CustomResourceDefinition{}
 		g.Expect(k8s.Get(ctx(), client.ObjectKey{Name: crd + ".tenancy.visio.dev"}, c)).To(Succeed(), "CRD %s kept", crd)

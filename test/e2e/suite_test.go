@@ -20,7 +20,10 @@ import (
 	"testing"
 	"time"
 
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -89,4 +92,76 @@ func imageArgs() []string {
 func kubectl(t *testing.T, args ...string) string {
 	t.Helper()
 	return run(t, os.Getenv("E2E_KUBECTL"), args...)
+}
+
+// chartInstalled reports whether the release is installed.
+func chartInstalled() bool {
+	return exec.Command(helm, "status", release, "-n", namespace).Run() == nil
+}
+
+// helmUpgrade installs the release, or upgrades it, to the chart's defaults
+// changed by sets ("key=value"), and waits for it. It takes over CRDs that
+// Helm did not create (make run creates them on a cluster that has none).
+func helmUpgrade(t *testing.T, sets ...string) {
+	t.Helper()
+	args := []string{"upgrade", "--install", release, filepath.Join(root, "charts", "visio-operator"),
+		"-n", namespace, "--create-namespace", "--wait", "--timeout", "5m", "--take-ownership"}
+	for _, s := range sets {
+		args = append(args, "--set", s)
+	}
+	run(t, helm, append(args, imageArgs()...)...)
+}
+
+// uninstallChart uninstalls the release and waits until its Pods are gone.
+func uninstallChart(t *testing.T) {
+	t.Helper()
+	run(t, helm, "uninstall", release, "-n", namespace, "--wait", "--timeout", "3m")
+	NewWithT(t).Eventually(func() []string {
+		pods := &corev1.PodList{}
+		if err := k8s.List(ctx(), pods, client.InNamespace(namespace), client.MatchingLabels{"app.kubernetes.io/name": "visio-operator"}); err != nil {
+			return []string{err.Error()}
+		}
+		var names []string
+		for _, p := range pods.Items {
+			names = append(names, p.Name)
+		}
+		return names
+	}).WithTimeout(2*time.Minute).WithPolling(time.Second).Should(BeEmpty(), "manager Pods left after helm uninstall")
+	// Nor the certificate Secret, which a stopping Pod might have recreated:
+	// a next helm install would refuse to adopt it.
+	NewWithT(t).Eventually(func() bool {
+		return apierrors.IsNotFound(k8s.Get(ctx(), client.ObjectKey{Namespace: namespace, Name: "visio-operator-webhook-cert"}, &corev1.Secret{}))
+	}).WithTimeout(time.Minute).WithPolling(time.Second).Should(BeTrue(), "the webhook certificate Secret left after helm uninstall")
+}
+
+// withChart installs the release with sets over the defaults (or upgrades
+// it to them), and gives back at the end of the test what it found: the
+// release with its defaults, or none.
+func withChart(t *testing.T, sets ...string) {
+	t.Helper()
+	was := chartInstalled()
+	t.Cleanup(func() { restoreChart(t, was) })
+	helmUpgrade(t, sets...)
+	waitReady(NewWithT(t), 2)
+}
+
+// withoutChart uninstalls the release if it is installed, and installs it
+// again with its defaults at the end of the test.
+func withoutChart(t *testing.T) {
+	t.Helper()
+	if chartInstalled() {
+		t.Cleanup(func() { restoreChart(t, true) })
+		uninstallChart(t)
+	}
+}
+
+func restoreChart(t *testing.T, installed bool) {
+	t.Helper()
+	switch {
+	case installed:
+		helmUpgrade(t)
+		waitReady(NewWithT(t), 2)
+	case chartInstalled():
+		uninstallChart(t)
+	}
 }

@@ -28,11 +28,20 @@
 package pexiptest
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"maps"
+	"math/big"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -164,8 +173,25 @@ func (h *Hold) Applied() <-chan struct{} { return h.applied }
 // Release sends the answer, if the client still waits for it.
 func (h *Hold) Release() { h.once.Do(func() { close(h.release) }) }
 
+// Option changes where and how NewServer serves.
+type Option func(*httptest.Server)
+
+// WithListener serves on l (e.g. an address that Pods of a test cluster
+// reach) instead of a loopback port.
+func WithListener(l net.Listener) Option {
+	return func(hs *httptest.Server) {
+		_ = hs.Listener.Close()
+		hs.Listener = l
+	}
+}
+
+// WithTLS serves HTTPS with cert; the client trusts its issuer (CAFile).
+func WithTLS(cert tls.Certificate) Option {
+	return func(hs *httptest.Server) { hs.TLS = &tls.Config{Certificates: []tls.Certificate{cert}} }
+}
+
 // NewServer starts a server that accepts only the given credentials.
-func NewServer(username, password string) *Server {
+func NewServer(username, password string, opts ...Option) *Server {
 	s := &Server{
 		username:    username,
 		password:    password,
@@ -180,7 +206,15 @@ func NewServer(username, password string) *Server {
 		operations:  map[string]int{},
 		injected:    map[string]int{},
 	}
-	s.hs = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
+	s.hs = httptest.NewUnstartedServer(http.HandlerFunc(s.serveHTTP))
+	for _, o := range opts {
+		o(s.hs)
+	}
+	if s.hs.TLS != nil {
+		s.hs.StartTLS()
+	} else {
+		s.hs.Start()
+	}
 	s.URL = s.hs.URL + "/"
 	return s
 }
@@ -1094,4 +1128,42 @@ func sortedKeys[V any](m map[int]V) []int {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// SelfSignedCertificate makes a certificate for the given IP addresses and
+// host names, its own CA, valid for a day: serve it WithTLS and give its
+// PEM to the client as the CA bundle.
+func SelfSignedCertificate(hosts ...string) (tls.Certificate, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: "pexiptest"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	pair, err := tls.X509KeyPair(certPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	return pair, certPEM, err
 }

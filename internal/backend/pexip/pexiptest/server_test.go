@@ -1,9 +1,12 @@
 package pexiptest
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -131,5 +134,33 @@ func TestServerRestoreReusesIDs(t *testing.T) {
 	id := s.CreateRoomByHand("theirs")
 	if !strings.HasSuffix(h.Get("Location"), fmt.Sprintf("/%d/", id)) || len(s.Rooms()) != 1 {
 		t.Fatalf("Location %s, new id %d, rooms %+v", h.Get("Location"), id, s.Rooms())
+	}
+}
+
+// WithListener and WithTLS serve HTTPS on a listener of the caller's, with a
+// certificate a client that trusts its PEM accepts.
+func TestServerOnListenerWithTLS(t *testing.T) {
+	cert, caPEM, err := SelfSignedCertificate("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer("u", "p", WithListener(l), WithTLS(cert))
+	defer s.Close()
+	if want := "https://" + l.Addr().String() + "/"; s.URL != want {
+		t.Fatalf("URL %q, want %q", s.URL, want)
+	}
+	if _, err := http.Get(s.URL + strings.TrimPrefix(conf, "/")); err == nil {
+		t.Fatal("a client without the CA was accepted")
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	http.DefaultTransport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: pool}
+	defer func() { http.DefaultTransport.(*http.Transport).TLSClientConfig = nil }()
+	if status, _, body := do(t, s, http.MethodGet, conf, ""); status != http.StatusOK {
+		t.Fatalf("GET over TLS: %d %s", status, body)
 	}
 }
