@@ -90,7 +90,7 @@ vet: ## Run go vet.
 
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## Run golangci-lint.
-	$(GOLANGCI_LINT) run ./...
+	$(GOLANGCI_LINT) run --build-tags e2e ./...
 
 .PHONY: verify
 verify: manifests generate ## Fail when generated files are stale, code is unformatted or go.mod is untidy.

@@ -325,7 +325,9 @@ func TestReservationRoundsStartFromTheirOwnWrite(t *testing.T) {
 	// The controller counts two more users meanwhile: the round charging u3
 	// on the copy it wrote is refused by the API server, and decided again
 	// on a read, which shows the pool full.
-	round("u3", false) // leaves q.written set
+	if round("u3", false) != nil { // leaves q.written set
+		t.Fatal("u3 refused from a pool with a license free")
+	}
 	pool := &v1.LicensePool{}
 	if err := c.Get(context.Background(), key, pool); err != nil {
 		t.Fatal(err)
