@@ -136,14 +136,15 @@ func servedCerts(g Gomega) map[string]string {
 	return out
 }
 
-// TestCertificateRenewal: with a serving certificate valid two minutes
-// (webhook.certValidity), the operator renews it before it expires, from
+// TestCertificateRenewal: with a serving certificate valid one minute
+// (webhook.certValidity, the shortest the operator accepts), the operator
+// renews it before it expires, from
 // the same CA, while admission requests keep coming through the Service:
 // none is refused for want of a certificate. The defaults are restored
 // after, and with them a certificate valid a year.
 func TestCertificateRenewal(t *testing.T) {
 	g := NewWithT(t)
-	withChart(t, "webhook.certValidity=2m")
+	withChart(t, "webhook.certValidity=1m")
 	e := unprotectedEntity(g, "e2e-renewal")
 	t.Cleanup(func() { deleteEntity(NewWithT(t), e) })
 	ns := e.NamespaceName()
@@ -161,7 +162,7 @@ func TestCertificateRenewal(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		var c *x509.Certificate
 		c, ca = servingCert(g)
-		g.Expect(time.Until(c.NotAfter)).To(BeNumerically("<=", 2*time.Minute))
+		g.Expect(time.Until(c.NotAfter)).To(BeNumerically("<=", time.Minute))
 		g.Expect(caBundle(g)).To(Equal(ca))
 		for pod, fp := range servedCerts(g) {
 			g.Expect(fp).To(Equal(fingerprint(c)), "pod %s", pod)
