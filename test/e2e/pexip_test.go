@@ -62,7 +62,8 @@ func TestUninstallKeepsPexipRooms(t *testing.T) {
 	roomsOf := func() []pexiptest.Conference {
 		var out []pexiptest.Conference
 		for _, c := range srv.Rooms() {
-			if c.Tag == "visio-"+string(vmr.UID) {
+			// Tagged <owner>:visio-<VMR UID>; the owner defaults to the cluster.
+			if strings.HasSuffix(c.Tag, ":visio-"+string(vmr.UID)) {
 				out = append(out, c)
 			}
 		}
