@@ -136,25 +136,12 @@ func servedCerts(g Gomega) map[string]string {
 	return out
 }
 
-// TestCertificateRenewal: with a serving certificate valid one minute
-// (webhook.certValidity, the shortest the operator accepts), the operator
-// renews it before it expires, from
-// the same CA, while admission requests keep coming through the Service:
-// none is refused for want of a certificate. The defaults are restored
-// after, and with them a certificate valid a year.
-func TestCertificateRenewal(t *testing.T) {
-	g := NewWithT(t)
-	withChart(t, "webhook.certValidity=1m")
-	e := unprotectedEntity(g, "e2e-renewal")
-	t.Cleanup(func() { deleteEntity(NewWithT(t), e) })
-	ns := e.NamespaceName()
-	g.Eventually(func() error {
-		return client.IgnoreAlreadyExists(k8s.Create(ctx(), &v1.LicensePool{
-			ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns},
-			Spec:       v1.LicensePoolSpec{Licenses: ptr.To[int32](1000), Enforcement: v1.EnforcementDeny},
-		}))
-	}).WithTimeout(time.Minute).Should(Succeed())
-
+// observeRenewal: with a serving certificate valid one minute in place, the
+// operator renews it before it expires, from the same CA, while admission
+// requests keep coming through the Service (dry runs of users in ns): none
+// is refused for want of a certificate.
+func observeRenewal(t *testing.T, g Gomega, ns string) {
+	t.Helper()
 	// The validity applies to the certificates issued from now on: start a
 	// fresh chain rather than wait out the current one.
 	kubectl(t, "delete", "secret", "-n", namespace, "visio-operator-webhook-cert")
@@ -228,14 +215,6 @@ func TestCertificateRenewal(t *testing.T) {
 	g.Expect(otherRefused.Load()).To(BeZero())
 	g.Expect(caBundle(g)).To(Equal(ca))
 
-	// Back to the defaults: the short-lived certificate is replaced by one valid a year.
-	helmUpgrade(t)
-	waitReady(g, 2)
-	g.Eventually(func(g Gomega) {
-		c, _ := servingCert(g)
-		g.Expect(time.Until(c.NotAfter)).To(BeNumerically(">", 300*24*time.Hour))
-	}).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed())
-	g.Eventually(func() error { return k8s.Create(ctx(), user(ns, "after-renewal"), client.DryRunAll) }).WithTimeout(time.Minute).Should(Succeed())
 }
 
 func managerArgs(g Gomega) []string {
@@ -244,19 +223,41 @@ func managerArgs(g Gomega) []string {
 	return d.Spec.Template.Spec.Containers[0].Args
 }
 
-// TestUpgradeAndBack upgrades the release to other values and back.
+// TestUpgradeAndBack upgrades the release to other values and back. The
+// other values include a serving certificate valid one minute
+// (webhook.certValidity, the shortest accepted): while they hold, the
+// certificate is renewed under a stream of admission requests, none refused
+// (observeRenewal). Back on the defaults, a certificate valid a year returns.
 func TestUpgradeAndBack(t *testing.T) {
 	g := NewWithT(t)
+	e := unprotectedEntity(g, "e2e-renewal")
+	t.Cleanup(func() { deleteEntity(NewWithT(t), e) })
+	ns := e.NamespaceName()
+	g.Eventually(func() error {
+		return client.IgnoreAlreadyExists(k8s.Create(ctx(), &v1.LicensePool{
+			ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns},
+			Spec:       v1.LicensePoolSpec{Licenses: ptr.To[int32](1000), Enforcement: v1.EnforcementDeny},
+		}))
+	}).WithTimeout(time.Minute).Should(Succeed())
+
 	chart := filepath.Join(root, "charts", "visio-operator")
 	run(t, helm, append([]string{"upgrade", release, chart, "-n", namespace, "--wait", "--timeout", "5m",
-		"--set", "vmr.sipDomain=visio.changed.example", "--set", "logLevel=debug", "--set", "replicas=3"}, imageArgs()...)...)
-	g.Expect(managerArgs(g)).To(ContainElements("--sip-domain=visio.changed.example", "--zap-log-level=debug"))
+		"--set", "vmr.sipDomain=visio.changed.example", "--set", "logLevel=debug", "--set", "replicas=3",
+		"--set", "webhook.certValidity=1m"}, imageArgs()...)...)
+	g.Expect(managerArgs(g)).To(ContainElements("--sip-domain=visio.changed.example", "--zap-log-level=debug", "--webhook-cert-validity=1m"))
 	waitReady(g, 3)
+	observeRenewal(t, g, ns)
+
 	run(t, helm, append([]string{"upgrade", release, chart, "-n", namespace, "--wait", "--timeout", "5m"}, imageArgs()...)...)
 	g.Expect(managerArgs(g)).To(ContainElements("--sip-domain=visio.example", "--zap-log-level=info"))
 	waitReady(g, 2)
+	// The short-lived certificate is replaced by one valid a year.
+	g.Eventually(func(g Gomega) {
+		c, _ := servingCert(g)
+		g.Expect(time.Until(c.NotAfter)).To(BeNumerically(">", 300*24*time.Hour))
+	}).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed())
 	// Admission still works after both rollouts.
-	g.Expect(k8s.Create(ctx(), user("entity-rennes", "after-upgrade"), client.DryRunAll)).To(Succeed())
+	g.Expect(k8s.Create(ctx(), user(ns, "after-upgrade"), client.DryRunAll)).To(Succeed())
 }
 
 // TestManagerScaledToZero: with no replica, requests to our kinds fail
