@@ -15,8 +15,9 @@ import (
 // just-licensed user as unlicensed and hand its license to a second user, so
 // the pool is not reconciled again until they arrive.
 //
-// After a restart there is nothing to wait for: the cache starts from a
-// consistent list.
+// After a start, the users a live list showed are expected too
+// (primeAfterStart): the cache lists pools and users separately, and must
+// not count a pool against users older than the pool.
 type writeExpectations struct {
 	mu      sync.Mutex
 	pending map[types.NamespacedName]*poolWrites

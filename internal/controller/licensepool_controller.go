@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,8 +51,13 @@ type LicensePoolReconciler struct {
 	// PlatformEntity names the Entity whose namespace holds the Concierges.
 	PlatformEntity string
 
+	// APIReader reads past the cache: the users of a namespace once after
+	// start (see primeAfterStart), and a user the cache does not show.
+	APIReader client.Reader
+
 	expectations *writeExpectations
 	poolWrites   countsWrites
+	primed       sync.Map // namespaces whose users were listed live since start
 }
 
 // expectationTimeout bounds how long a pool waits for the cache to show its
@@ -67,6 +73,9 @@ const expectationTimeout = 30 * time.Second
 func (r *LicensePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	logger := log.FromContext(ctx)
 	now := r.Clock.Now()
+	if err := r.primeAfterStart(ctx, req.Namespace, now); err != nil {
+		return ctrl.Result{}, err
+	}
 	if !r.expectations.satisfied(req.NamespacedName, now, expectationTimeout, r.cachedResourceVersion(ctx)) {
 		// Our last writes have not reached the cache; their events requeue us.
 		logger.V(1).Info("Waiting for the cache to observe the previous pass")
@@ -208,14 +217,55 @@ func (r *LicensePoolReconciler) writeUser(ctx context.Context, pool types.Namesp
 	return nil
 }
 
-// cachedResourceVersion reads a user's resourceVersion from the cache.
+// primeAfterStart lists a namespace's users from the API server the first
+// time one of its pools is reconciled after start, and expects the cache to
+// show each of them at least as new before their pool is counted.
+//
+// The cache's informers list pools and users separately: right after a
+// start, the pools may come from a later list than the users. A pool whose
+// last write counted a user (and dropped its reservation) would then be
+// recounted without a user the users' informer has not delivered yet, and
+// admission, which reads that count, would admit one more than the pool
+// holds.
+func (r *LicensePoolReconciler) primeAfterStart(ctx context.Context, namespace string, now time.Time) error {
+	if _, done := r.primed.Load(namespace); done || r.APIReader == nil {
+		return nil
+	}
+	users := &v1.PlatformUserList{}
+	if err := r.APIReader.List(ctx, users, client.InNamespace(namespace)); err != nil {
+		return fmt.Errorf("cannot list the users of namespace %q: %w", namespace, err)
+	}
+	for i := range users.Items {
+		u := &users.Items[i]
+		for _, pool := range []string{u.PoolName(), u.Status.LicensePool} {
+			if pool != "" {
+				r.expectations.expect(types.NamespacedName{Namespace: namespace, Name: pool}, u, now)
+			}
+		}
+	}
+	r.primed.Store(namespace, true)
+	return nil
+}
+
+// cachedResourceVersion reads a user's resourceVersion from the cache. A
+// user the cache does not show is looked up on the API server: if it is
+// there, the cache has not caught up yet (found, at no version); if not, it
+// was deleted.
 func (r *LicensePoolReconciler) cachedResourceVersion(ctx context.Context) func(types.NamespacedName) (string, bool) {
 	return func(key types.NamespacedName) (string, bool) {
 		u := &v1.PlatformUser{}
-		if err := r.Get(ctx, key, u); err != nil {
-			return "", false
+		err := r.Get(ctx, key, u)
+		if err == nil {
+			return u.ResourceVersion, true
 		}
-		return u.ResourceVersion, true
+		if r.APIReader != nil && apierrors.IsNotFound(err) {
+			live := &metav1.PartialObjectMetadata{}
+			live.SetGroupVersionKind(v1.GroupVersion.WithKind("PlatformUser"))
+			if err := r.APIReader.Get(ctx, key, live); err == nil || !apierrors.IsNotFound(err) {
+				return "0", true
+			}
+		}
+		return "", false
 	}
 }
 

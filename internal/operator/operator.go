@@ -113,7 +113,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		&controller.EntityReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder("entity-controller"),
 			RBAC: rbac, PlatformEntity: o.PlatformEntity},
 		&controller.ConciergeReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), RBAC: rbac, PlatformEntity: o.PlatformEntity},
-		&controller.LicensePoolReconciler{Client: mgr.GetClient(), Recorder: recorder("licensepool-controller"), Clock: o.Clock,
+		&controller.LicensePoolReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder("licensepool-controller"), Clock: o.Clock,
 			PlatformEntity: o.PlatformEntity,
 			ReservationTTL: o.ReservationTTL, MaxConcurrentReconciles: o.MaxConcurrentReconciles},
 		&controller.VMRReconciler{Client: mgr.GetClient(), Recorder: recorder("vmr-controller"), Backend: o.Backend,
