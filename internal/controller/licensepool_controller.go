@@ -259,9 +259,7 @@ func (r *LicensePoolReconciler) cachedResourceVersion(ctx context.Context) func(
 			return u.ResourceVersion, true
 		}
 		if r.APIReader != nil && apierrors.IsNotFound(err) {
-			live := &metav1.PartialObjectMetadata{}
-			live.SetGroupVersionKind(v1.GroupVersion.WithKind("PlatformUser"))
-			if err := r.APIReader.Get(ctx, key, live); err == nil || !apierrors.IsNotFound(err) {
+			if err := r.APIReader.Get(ctx, key, &v1.PlatformUser{}); err == nil || !apierrors.IsNotFound(err) {
 				return "0", true
 			}
 		}
