@@ -348,13 +348,20 @@ func (r *licenseReserver) newLedger(ctx context.Context, pool *v1.LicensePool, n
 		generation, ok := generations[res.User]
 		covered, wants := ok && res.CoveredBy(generation), l.seen[res.User]
 		if !ok {
-			// Not in the pool's index: moved to another pool since, or not
-			// created yet, which the index alone cannot tell apart.
+			// Not in the pool's index: moved to another pool since, not
+			// created yet, or arrived in the cache since the list above,
+			// which the index alone cannot tell apart.
 			u, err := r.cachedUser(ctx, pool.Namespace, res.User)
 			if err != nil {
 				return nil, err
 			}
 			covered = u != nil && res.CoveredBy(u.Generation)
+			if u != nil && u.WantsLicenseIn(pool.Name) {
+				// Arrived since the list: it holds its license like any
+				// user of the pool, not freed as one that moved away.
+				wants = true
+				l.seen[res.User] = true
+			}
 		}
 		if covered && !wants {
 			// The admitted request was stored and the user has since been

@@ -270,3 +270,44 @@ func TestDeactivatedHolderFreesItsLicenseAtOnce(t *testing.T) {
 		t.Errorf("admitted %d into a full pool of 1; want 0", admitted)
 	}
 }
+
+// TestReservedUserArrivingMidRoundStillCounts: a user whose reservation the
+// pool holds, and that reaches this replica's cache between the round's list
+// of the pool's users and its look-up of that user, still holds its license.
+// The look-up sees it in this pool; it has not moved away.
+func TestReservedUserArrivingMidRoundStillCounts(t *testing.T) {
+	pool := denyPool("ns", "p", 1)
+	pool.Status.Reservations = []v1.LicenseReservation{{User: "arriving", ReservedAt: metav1.Now(), Generation: 1}}
+	arriving := &v1.PlatformUser{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "arriving", Generation: 1},
+		Spec: v1.PlatformUserSpec{LicensePool: "p"}}
+	w := &poolWrites{}
+	api := newFakeAPI(t, w, pool, arriving)
+	// The cache's list of the pool's users was taken a moment before the
+	// user arrived; a read by name, a moment later, shows it.
+	cache := interceptor.NewClient(api.(client.WithWatch), interceptor.Funcs{
+		List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			if err := c.List(ctx, list, opts...); err != nil {
+				return err
+			}
+			if users, ok := list.(*v1.PlatformUserList); ok {
+				var kept []v1.PlatformUser
+				for _, u := range users.Items {
+					if u.Name != "arriving" {
+						kept = append(kept, u)
+					}
+				}
+				users.Items = kept
+			}
+			return nil
+		},
+	})
+	r := newLicenseReserver(cache, api, Options{ReservationTTL: 30 * time.Second, Clock: clock.RealClock{}})
+	next := &v1.PlatformUser{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "next"}, Spec: v1.PlatformUserSpec{LicensePool: "p"}}
+	refusal, err := r.reserve(context.Background(), next, 1, "e", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refusal == nil {
+		t.Errorf("admitted into a pool of 1 whose only license is reserved for a user just arrived; want refused")
+	}
+}

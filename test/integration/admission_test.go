@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -105,9 +106,13 @@ func TestReservationOfAUserThatNeverAppearsIsReleased(t *testing.T) {
 	newPool(g, ns, "default", 1, v1.EnforcementDeny)
 	settle(g, ns, "default", 0, 0)
 
-	pool := getPool(g, ns, "default")
-	pool.Status.Reservations = []v1.LicenseReservation{{User: "ghost", ReservedAt: metav1.Now(), Generation: 1}}
-	g.Expect(k8s.Status().Update(ctx(), pool)).To(Succeed())
+	// Written as the webhook writes it: on a fresh read, again on a Conflict
+	// (the controller may still be writing the pool's counts).
+	g.Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		pool := getPool(g, ns, "default")
+		pool.Status.Reservations = []v1.LicenseReservation{{User: "ghost", ReservedAt: metav1.Now(), Generation: 1}}
+		return k8s.Status().Update(ctx(), pool)
+	})).To(Succeed())
 
 	err := k8s.Create(ctx(), newUser(ns, "real", true))
 	g.Expect(err).To(HaveOccurred(), "the ghost's reservation holds the only license")
