@@ -79,13 +79,18 @@ func CacheOptions() cache.Options {
 	if err != nil {
 		panic(err) // a constant key: cannot fail
 	}
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Secret{}:             {Label: labels.NewSelector().Add(*pinSecrets)},
-		&corev1.Namespace{}:          {Label: labels.NewSelector().Add(*entityNamespaces)},
-		&rbacv1.RoleBinding{}:        {Label: managed},
-		&rbacv1.ClusterRole{}:        {Label: managed},
-		&rbacv1.ClusterRoleBinding{}: {Label: managed},
-	}}
+	return cache.Options{
+		// managedFields are for server-side apply, which the operator does
+		// not read; they are a third of a user's size in memory, and the
+		// cache holds every user of every entity.
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}:             {Label: labels.NewSelector().Add(*pinSecrets)},
+			&corev1.Namespace{}:          {Label: labels.NewSelector().Add(*entityNamespaces)},
+			&rbacv1.RoleBinding{}:        {Label: managed},
+			&rbacv1.ClusterRole{}:        {Label: managed},
+			&rbacv1.ClusterRoleBinding{}: {Label: managed},
+		}}
 }
 
 // Setup registers the cache indexes, the controllers and the webhooks.
