@@ -51,6 +51,13 @@ type licenseReserver struct {
 type reservationQueue struct {
 	waiting []*reservationRequest
 	busy    bool
+	// written is the pool as the API server answered the last round's write,
+	// while the burst lasts. The next round starts from it instead of reading
+	// the pool again, as ResourceQuota admission starts from the quotas it
+	// has just updated: the write is conditional on its resourceVersion, so
+	// a round decided on a copy someone has changed since is refused and
+	// decided again on a fresh read. Only the leader touches it.
+	written *v1.LicensePool
 }
 
 // reservationRequest is one admission waiting for its pool's decision.
@@ -151,7 +158,7 @@ func (r *licenseReserver) lead(key types.NamespacedName, q *reservationQueue, ow
 		q.waiting = nil
 		r.mu.Unlock()
 
-		deferred := r.decide(ctx, key, batch)
+		deferred := r.decide(ctx, key, q, batch)
 		if len(deferred) > 0 {
 			// The pool's reservation list is full: give the controller time
 			// to count the reserved users before reading the pool again.
@@ -180,13 +187,13 @@ func (r *licenseReserver) lead(key types.NamespacedName, q *reservationQueue, ow
 // charges the admitted ones with one write, repeating the round on a
 // Conflict. It returns the requests it left undecided because the pool's
 // reservation list is full.
-func (r *licenseReserver) decide(ctx context.Context, key types.NamespacedName, batch []*reservationRequest) []*reservationRequest {
+func (r *licenseReserver) decide(ctx context.Context, key types.NamespacedName, q *reservationQueue, batch []*reservationRequest) []*reservationRequest {
 	var answers []reservationResult
 	var deferred []*reservationRequest
 	backoff := reserveBackoff
 	for {
 		var err error
-		answers, deferred, err = r.tryRound(ctx, key, batch)
+		answers, deferred, err = r.tryRound(ctx, key, q, batch)
 		if err == nil || !apierrors.IsConflict(err) || backoff.Steps <= 1 {
 			if err != nil {
 				err = fmt.Errorf("cannot reserve a license in pool %q: %w", key.Name, err)
@@ -233,31 +240,59 @@ func isDeferred(req *reservationRequest, deferred []*reservationRequest) bool {
 // Conflict error means the pool changed under it and the round may be
 // repeated. answers has one entry per request of batch; the deferred requests
 // have none that counts.
-func (r *licenseReserver) tryRound(ctx context.Context, key types.NamespacedName, batch []*reservationRequest) (
+//
+// The copy is the one the previous round wrote, when there is one: a round
+// that charges someone writes the pool on that copy's resourceVersion, so it
+// either stands on what the API server holds or fails. A round on that copy
+// that fails, or that would write nothing (its refusals and dry-runs stand on
+// no write), is decided again on a read.
+func (r *licenseReserver) tryRound(ctx context.Context, key types.NamespacedName, q *reservationQueue, batch []*reservationRequest) (
 	answers []reservationResult, deferred []*reservationRequest, err error) {
-	answers = make([]reservationResult, len(batch))
-	poolPath := field.NewPath("spec", "licensePool")
+	written := q.written
+	q.written = nil
+	if written != nil {
+		answers, deferred, pool, charged, err := r.round(ctx, key, written.DeepCopy(), batch)
+		if err == nil && charged {
+			q.written = pool
+			return answers, deferred, nil
+		}
+	}
 	pool := &v1.LicensePool{}
 	if err := r.reader.Get(ctx, key, pool); err != nil {
 		if !apierrors.IsNotFound(err) {
-			return answers, nil, fmt.Errorf("cannot read license pool %q: %w", key.Name, err)
+			return make([]reservationResult, len(batch)), nil, fmt.Errorf("cannot read license pool %q: %w", key.Name, err)
 		}
+		pool = nil
+	}
+	answers, deferred, pool, charged, err := r.round(ctx, key, pool, batch)
+	if err == nil && charged {
+		q.written = pool
+	}
+	return answers, deferred, err
+}
+
+// round decides batch against pool (nil: the pool does not exist) and, when
+// it charges anyone, writes the pool (charged).
+func (r *licenseReserver) round(ctx context.Context, key types.NamespacedName, pool *v1.LicensePool, batch []*reservationRequest) (
+	answers []reservationResult, deferred []*reservationRequest, written *v1.LicensePool, charged bool, err error) {
+	answers = make([]reservationResult, len(batch))
+	poolPath := field.NewPath("spec", "licensePool")
+	if pool == nil {
 		for i, req := range batch {
 			answers[i].refusal = field.Invalid(poolPath, key.Name, fmt.Sprintf(
 				"license pool %q of entity %q does not exist; name an existing pool or ask for one to be created", key.Name, req.entity))
 		}
-		return answers, nil, nil
+		return answers, nil, nil, false, nil
 	}
 	if pool.EnforcementOrDefault() == v1.EnforcementQueue {
-		return answers, nil, nil // admitted; the users wait for a license if none is free
+		return answers, nil, nil, false, nil // admitted; the users wait for a license if none is free
 	}
 	now := r.opts.Clock.Now()
 	capacity, _ := pool.CapacityAt(now)
 	l, err := r.newLedger(ctx, pool, now)
 	if err != nil {
-		return answers, nil, err
+		return answers, nil, nil, false, err
 	}
-	charged := false
 	for i, req := range batch {
 		if held := l.heldBesides(req.user); held >= int(capacity) {
 			answers[i].refusal = field.Forbidden(poolPath, fmt.Sprintf(
@@ -277,9 +312,12 @@ func (r *licenseReserver) tryRound(ctx context.Context, key types.NamespacedName
 		charged = true
 	}
 	if !charged {
-		return answers, deferred, nil
+		return answers, deferred, nil, false, nil
 	}
-	return answers, deferred, r.cache.Status().Update(ctx, pool)
+	if err := r.cache.Status().Update(ctx, pool); err != nil {
+		return answers, deferred, nil, true, err
+	}
+	return answers, deferred, pool, true, nil
 }
 
 // ledger counts the licenses of a Deny pool that are held or promised. It

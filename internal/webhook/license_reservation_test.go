@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,7 +12,9 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -309,5 +312,79 @@ func TestReservedUserArrivingMidRoundStillCounts(t *testing.T) {
 	}
 	if refusal == nil {
 		t.Errorf("admitted into a pool of 1 whose only license is reserved for a user just arrived; want refused")
+	}
+}
+
+// countingReader counts the pools read from the API server.
+type countingReader struct {
+	client.Reader
+	pools int
+}
+
+func (c *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*v1.LicensePool); ok {
+		c.pools++
+	}
+	return c.Reader.Get(ctx, key, obj, opts...)
+}
+
+// A round starts from the pool the previous round wrote, without reading it
+// again; when the pool changed since (a Conflict), or when the round would
+// write nothing (a refusal or a dry run stands on no write), it is decided
+// again on a fresh read.
+func TestReservationRoundsStartFromTheirOwnWrite(t *testing.T) {
+	w := &poolWrites{}
+	c := newFakeAPI(t, w, denyPool("ns", "p", 3))
+	reader := &countingReader{Reader: c}
+	r := newLicenseReserver(c, reader, Options{ReservationTTL: 30 * time.Second, Clock: clock.RealClock{}})
+	key := types.NamespacedName{Namespace: "ns", Name: "p"}
+	q := &reservationQueue{}
+	round := func(user string, dry bool) *field.Error {
+		t.Helper()
+		answers, deferred, err := r.tryRound(context.Background(), key, q, []*reservationRequest{{user: user, generation: 1, entity: "e", dryRun: dry}})
+		if err != nil || len(deferred) > 0 {
+			t.Fatalf("round for %s: err %v, deferred %d", user, err, len(deferred))
+		}
+		return answers[0].refusal
+	}
+
+	if round("u1", false) != nil || round("u2", false) != nil {
+		t.Fatal("u1 and u2 refused from a pool of 3")
+	}
+	if reader.pools != 1 || w.n.Load() != 2 {
+		t.Errorf("two charging rounds: %d reads, %d writes; want 1 read (the second starts from the first's write), 2 writes", reader.pools, w.n.Load())
+	}
+
+	// A dry run charges nothing, so it is decided on a read.
+	if round("dry", true) != nil {
+		t.Error("a dry run refused with a license free")
+	}
+	if reader.pools != 2 {
+		t.Errorf("a dry run after a write: %d reads in all; want 2", reader.pools)
+	}
+
+	// The controller counts two more users meanwhile: the round charging u3
+	// on the copy it wrote is refused by the API server, and decided again
+	// on a read, which shows the pool full.
+	if round("u3", false) != nil { // leaves q.written set
+		t.Fatal("u3 refused from a pool with a license free")
+	}
+	pool := &v1.LicensePool{}
+	if err := c.Get(context.Background(), key, pool); err != nil {
+		t.Fatal(err)
+	}
+	pool.Status.Used, pool.Status.Reservations = 3, nil
+	if err := c.Status().Update(context.Background(), pool); err != nil {
+		t.Fatal(err)
+	}
+	readsBefore := reader.pools
+	if refusal := round("u4", false); refusal == nil || !strings.Contains(refusal.Detail, "is full: 3/3") {
+		t.Errorf("u4 after the pool filled up: refusal %v; want the pool full, decided on a fresh read", refusal)
+	}
+	if reader.pools != readsBefore+1 {
+		t.Errorf("the stale round made %d reads; want 1", reader.pools-readsBefore)
+	}
+	if q.written != nil {
+		t.Error("a round that wrote nothing left a copy to start from")
 	}
 }
