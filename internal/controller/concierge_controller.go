@@ -158,7 +158,10 @@ func (r *ConciergeReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("concierge").
-		Watches(&v1.PlatformUser{}, all).
+		// Who is bound depends on the users' specs (role, email) and on
+		// their existence, never on their status: the status writes of a
+		// burst of users (a license each) wake nothing here.
+		Watches(&v1.PlatformUser{}, all, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Namespace{}, all).
 		Watches(&v1.Entity{}, all).
 		Watches(&rbacv1.ClusterRoleBinding{}, all, named(ConciergesBinding)).
