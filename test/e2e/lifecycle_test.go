@@ -47,55 +47,17 @@ func TestCertificateRotation(t *testing.T) {
 	ns := "entity-rennes"
 	before := caBundle(g)
 
-	var ok, certRefused, otherRefused atomic.Int64
-	var mu sync.Mutex
-	var firstErrs []string
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				// A server-side dry run goes through the webhooks and writes nothing.
-				err := k8s.Create(ctx(), user(ns, fmt.Sprintf("rot-%d-%d", w, i)), client.DryRunAll)
-				if err == nil {
-					ok.Add(1)
-				} else {
-					if s := err.Error(); strings.Contains(s, "x509") || strings.Contains(s, "certificate") || strings.Contains(s, "tls") {
-						certRefused.Add(1)
-					} else {
-						otherRefused.Add(1)
-					}
-					mu.Lock()
-					if len(firstErrs) < 5 {
-						firstErrs = append(firstErrs, err.Error())
-					}
-					mu.Unlock()
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-		}()
-	}
+	stream := startAdmissionStream(ns, "rot", 20*time.Millisecond)
 	time.Sleep(2 * time.Second)
 	start := time.Now()
 	kubectl(t, "delete", "secret", "-n", namespace, "visio-operator-webhook-cert")
 	g.Eventually(func() bool { return !bytes.Equal(caBundle(g), before) }).WithTimeout(2*time.Minute).Should(BeTrue(), "a new CA is injected")
 	injected := time.Since(start)
-	okAtInjection := ok.Load()
 	// Keep going until a good number of requests passed with the new CA.
-	g.Eventually(func() int64 { return ok.Load() - okAtInjection }).WithTimeout(time.Minute).Should(BeNumerically(">=", 200))
-	close(stop)
-	wg.Wait()
-	t.Logf("certificate rotation: new CA injected %s after the Secret was deleted; %d requests admitted, %d refused for a certificate reason, %d refused otherwise; first errors: %q",
-		injected.Round(time.Millisecond), ok.Load(), certRefused.Load(), otherRefused.Load(), firstErrs)
-	g.Expect(certRefused.Load()).To(BeZero(), "requests refused for want of a certificate")
-	g.Expect(otherRefused.Load()).To(BeZero())
+	stream.stopAfter(g, 200)
+	t.Logf("certificate rotation: new CA injected %s after the Secret was deleted; %s",
+		injected.Round(time.Millisecond), stream)
+	stream.expectNoneRefused(g)
 	waitReady(g, 2)
 }
 
@@ -157,40 +119,7 @@ func observeRenewal(t *testing.T, g Gomega, ns string) {
 	}).WithTimeout(2 * time.Minute).WithPolling(time.Second).Should(Succeed())
 	g.Eventually(func() error { return k8s.Create(ctx(), user(ns, "probe"), client.DryRunAll) }).WithTimeout(time.Minute).Should(Succeed())
 
-	var ok, certRefused, otherRefused atomic.Int64
-	var mu sync.Mutex
-	var firstErrs []string
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				err := k8s.Create(ctx(), user(ns, fmt.Sprintf("renew-%d-%d", w, i)), client.DryRunAll)
-				if err == nil {
-					ok.Add(1)
-				} else {
-					if s := err.Error(); strings.Contains(s, "x509") || strings.Contains(s, "certificate") || strings.Contains(s, "tls") {
-						certRefused.Add(1)
-					} else {
-						otherRefused.Add(1)
-					}
-					mu.Lock()
-					if len(firstErrs) < 5 {
-						firstErrs = append(firstErrs, err.Error())
-					}
-					mu.Unlock()
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-		}()
-	}
+	stream := startAdmissionStream(ns, "renew", 50*time.Millisecond)
 	start := time.Now()
 	first, _ := servingCert(g) // the certificate in use while the requests started
 	var renewed *x509.Certificate
@@ -204,17 +133,83 @@ func observeRenewal(t *testing.T, g Gomega, ns string) {
 		}
 	}).WithTimeout(4 * time.Minute).WithPolling(time.Second).Should(Succeed())
 	renewedAfter := time.Since(start)
-	okAtRenewal := ok.Load()
-	g.Eventually(func() int64 { return ok.Load() - okAtRenewal }).WithTimeout(time.Minute).Should(BeNumerically(">=", 100))
-	close(stop)
-	wg.Wait()
-	t.Logf("certificate renewal: first certificate valid until %s, renewed after %s (valid until %s); %d requests admitted, %d refused for a certificate reason, %d refused otherwise; first errors: %q",
-		first.NotAfter.Format(time.TimeOnly), renewedAfter.Round(time.Second), renewed.NotAfter.Format(time.TimeOnly),
-		ok.Load(), certRefused.Load(), otherRefused.Load(), firstErrs)
-	g.Expect(certRefused.Load()).To(BeZero(), "requests refused for want of a certificate")
-	g.Expect(otherRefused.Load()).To(BeZero())
+	stream.stopAfter(g, 100)
+	t.Logf("certificate renewal: first certificate valid until %s, renewed after %s (valid until %s); %s",
+		first.NotAfter.Format(time.TimeOnly), renewedAfter.Round(time.Second), renewed.NotAfter.Format(time.TimeOnly), stream)
+	stream.expectNoneRefused(g)
 	g.Expect(caBundle(g)).To(Equal(ca))
+}
 
+// admissionStream is four clients sending server-side dry runs of users
+// through the webhooks, each pausing between requests, and counting how they
+// end: the load under which a certificate changes.
+type admissionStream struct {
+	ok, certRefused, otherRefused atomic.Int64
+	mu                            sync.Mutex
+	firstErrs                     []string
+	stop                          chan struct{}
+	wg                            sync.WaitGroup
+}
+
+// startAdmissionStream starts the clients; users are named prefix-<client>-<n>.
+func startAdmissionStream(ns, prefix string, pause time.Duration) *admissionStream {
+	s := &admissionStream{stop: make(chan struct{})}
+	for w := range 4 {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-s.stop:
+					return
+				default:
+				}
+				// A server-side dry run goes through the webhooks and writes nothing.
+				s.record(k8s.Create(ctx(), user(ns, fmt.Sprintf("%s-%d-%d", prefix, w, i)), client.DryRunAll))
+				time.Sleep(pause)
+			}
+		}()
+	}
+	return s
+}
+
+func (s *admissionStream) record(err error) {
+	if err == nil {
+		s.ok.Add(1)
+		return
+	}
+	if m := err.Error(); strings.Contains(m, "x509") || strings.Contains(m, "certificate") || strings.Contains(m, "tls") {
+		s.certRefused.Add(1)
+	} else {
+		s.otherRefused.Add(1)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.firstErrs) < 5 {
+		s.firstErrs = append(s.firstErrs, err.Error())
+	}
+}
+
+// stopAfter lets n more requests be admitted, then stops the clients.
+func (s *admissionStream) stopAfter(g Gomega, n int64) {
+	from := s.ok.Load()
+	g.Eventually(func() int64 { return s.ok.Load() - from }).WithTimeout(time.Minute).Should(BeNumerically(">=", n))
+	close(s.stop)
+	s.wg.Wait()
+}
+
+func (s *admissionStream) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return fmt.Sprintf("%d requests admitted, %d refused for a certificate reason, %d refused otherwise; first errors: %q",
+		s.ok.Load(), s.certRefused.Load(), s.otherRefused.Load(), s.firstErrs)
+}
+
+// expectNoneRefused: no request was refused, for want of a certificate or
+// otherwise.
+func (s *admissionStream) expectNoneRefused(g Gomega) {
+	g.Expect(s.certRefused.Load()).To(BeZero(), "requests refused for want of a certificate")
+	g.Expect(s.otherRefused.Load()).To(BeZero())
 }
 
 func managerArgs(g Gomega) []string {
