@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -57,7 +58,8 @@ type LicensePoolReconciler struct {
 
 	expectations *writeExpectations
 	poolWrites   countsWrites
-	primed       sync.Map // namespaces whose users were listed live since start
+	primed       sync.Map           // namespaces whose users were listed live since start
+	priming      singleflight.Group // one live list per namespace, whichever pools ask at once
 }
 
 // expectationTimeout bounds how long a pool waits for the cache to show its
@@ -231,21 +233,42 @@ func (r *LicensePoolReconciler) primeAfterStart(ctx context.Context, namespace s
 	if _, done := r.primed.Load(namespace); done || r.APIReader == nil {
 		return nil
 	}
-	users := &v1.PlatformUserList{}
-	if err := r.APIReader.List(ctx, users, client.InNamespace(namespace)); err != nil {
-		return fmt.Errorf("cannot list the users of namespace %q: %w", namespace, err)
+	_, err, _ := r.priming.Do(namespace, func() (any, error) { return nil, r.prime(ctx, namespace, now) })
+	return err
+}
+
+// prime lists namespace's users live and expects the cache to show them.
+func (r *LicensePoolReconciler) prime(ctx context.Context, namespace string, now time.Time) error {
+	if _, done := r.primed.Load(namespace); done {
+		return nil // primed by a call that ended as this one began
 	}
-	for i := range users.Items {
-		u := &users.Items[i]
-		for _, pool := range []string{u.PoolName(), u.Status.LicensePool} {
-			if pool != "" {
-				r.expectations.expect(types.NamespacedName{Namespace: namespace, Name: pool}, u, now)
+	// By pages: one page of users at a time in memory, not an entity's
+	// whole staff, and the pages are one consistent snapshot.
+	next := ""
+	for {
+		users := &v1.PlatformUserList{}
+		if err := r.APIReader.List(ctx, users, client.InNamespace(namespace),
+			client.Limit(primeListPage), client.Continue(next)); err != nil {
+			return fmt.Errorf("cannot list the users of namespace %q: %w", namespace, err)
+		}
+		for i := range users.Items {
+			u := &users.Items[i]
+			for _, pool := range []string{u.PoolName(), u.Status.LicensePool} {
+				if pool != "" {
+					r.expectations.expect(types.NamespacedName{Namespace: namespace, Name: pool}, u, now)
+				}
 			}
+		}
+		if next = users.Continue; next == "" {
+			break
 		}
 	}
 	r.primed.Store(namespace, true)
 	return nil
 }
+
+// primeListPage is how many users primeAfterStart reads per request.
+const primeListPage = 500
 
 // cachedResourceVersion reads a user's resourceVersion from the cache. A
 // user the cache does not show is looked up on the API server: if it is
