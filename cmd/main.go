@@ -43,6 +43,7 @@ func main() {
 func run() error {
 	var (
 		metricsAddr, probeAddr, leaderNS, webhookCertDir string
+		pprofAddr                                        string
 		metricsSecure, leaderElect, enableHTTP2          bool
 		enableWebhooks                                   bool
 		webhookPort, kubeAPIBurst                        int
@@ -56,6 +57,7 @@ func run() error {
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address of the metrics endpoint (\"0\" disables it).")
 	flag.BoolVar(&metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS, to authenticated and authorised clients only.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address of Go's profiling endpoints, /debug/pprof/ (\"0\", the default, disables them; they are unauthenticated: bind to localhost and port-forward).")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one replica runs the controllers.")
 	flag.StringVar(&leaderNS, "leader-election-namespace", "", "Namespace of the leader election lease (default: the pod's).")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
@@ -137,6 +139,7 @@ func run() error {
 		Metrics:                       metricsOpts,
 		WebhookServer:                 webhook.NewServer(webhook.Options{Port: webhookPort, CertDir: webhookCertDir, TLSOpts: webhookTLSOpts}),
 		HealthProbeBindAddress:        probeAddr,
+		PprofBindAddress:              pprofAddr,
 		LeaderElection:                leaderElect,
 		LeaderElectionID:              "visio-operator.tenancy.visio.dev",
 		LeaderElectionNamespace:       leaderNS,
