@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +30,8 @@ type managerProcess struct {
 	readyz  string
 	pprof   string
 	done    chan error
+	// stopOnce: stopped by the bench, then again by the test's cleanup.
+	stopOnce sync.Once
 }
 
 // buildManager builds cmd/ and returns the binary's path.
@@ -131,16 +134,19 @@ func (p *managerProcess) heapProfile(path string) error {
 // stop ends the process (SIGINT, as a terminal would; the manager stops the
 // same way on SIGTERM), and waits for it.
 func (p *managerProcess) stop() {
-	if p.cmd.ProcessState != nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	p.stopOnce.Do(func() {
+		_ = p.cmd.Process.Signal(os.Interrupt)
+		var err error
+		select {
+		case err = <-p.done:
+		case <-time.After(30 * time.Second):
+			_ = p.cmd.Process.Kill()
+			err = <-p.done
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "manager process: %v\n", err)
+		}
+	})
 }
 
 // gather scrapes the process's metrics.
