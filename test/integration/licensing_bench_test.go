@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"os"
 	"slices"
 	"sort"
@@ -68,7 +70,9 @@ func BenchmarkUserBurst(b *testing.B) {
 	g := NewWithT(b)
 	b.StopTimer()
 	for range b.N {
+		floorCPU := controlPlaneCPU(g)
 		floor, floorCreates := floorBurst(b, g, users)
+		floorCPU = controlPlaneCPU(g).minus(floorCPU)
 
 		_, ns := newEntity(b, g)
 		for p := range pools {
@@ -80,6 +84,7 @@ func BenchmarkUserBurst(b *testing.B) {
 		}
 		before := counter.snapshot()
 		admissionBefore, handlerBefore := admissionHistogram(g), handlerHistogram(g)
+		cpuBefore := controlPlaneCPU(g)
 		b.StartTimer()
 		start := time.Now()
 		userCreates := createBurst(g, ns, pools)
@@ -87,6 +92,7 @@ func BenchmarkUserBurst(b *testing.B) {
 		waitBurstSettled(g, ns, pools)
 		settle := time.Since(start)
 		b.StopTimer()
+		burstCPU := controlPlaneCPU(g).minus(cpuBefore)
 		admission := admissionHistogram(g).minus(admissionBefore)
 		handler := handlerHistogram(g).minus(handlerBefore)
 		writes := map[string]int64{}
@@ -119,6 +125,10 @@ func BenchmarkUserBurst(b *testing.B) {
 		b.Logf("create latency seen by the clients: users p50 %.1f ms, p99 %.1f ms; floor p50 %.1f ms, p99 %.1f ms",
 			userCreates.quantile(0.5), userCreates.quantile(0.99), floorCreates.quantile(0.5), floorCreates.quantile(0.99))
 		b.ReportMetric(floorCreates.quantile(0.99), "floor-create-p99-ms")
+		perUserMS := func(seconds float64) float64 { return seconds * 1000 / float64(users) }
+		b.Logf("control plane CPU per user (ms): kube-apiserver %.2f, etcd %.2f; floor: kube-apiserver %.2f, etcd %.2f (settle polls included)",
+			perUserMS(burstCPU.apiserver), perUserMS(burstCPU.etcd), perUserMS(floorCPU.apiserver), perUserMS(floorCPU.etcd))
+		b.ReportMetric(burstCPU.apiserver/floorCPU.apiserver, "apiserver-cpu-ratio")
 		b.Logf("admission (PlatformUser webhook, %d calls): p50 %.1f ms, p99 %.1f ms, mean %.1f ms, of which %.1f ms in the operator's handler",
 			int64(admission.count), admission.quantile(0.5)*1000, admission.quantile(0.99)*1000,
 			admission.mean()*1000, handler.mean()*1000)
@@ -175,6 +185,10 @@ func (l *latencies) quantile(q float64) float64 {
 // waitBurstSettled waits until every pool reports its final counts and every
 // user its final Licensed condition for its current generation.
 func waitBurstSettled(g Gomega, ns string, pools int) {
+	// The pools are polled, and the users (thousands of objects, a heavy
+	// list for the API server the burst is measured on) read only once the
+	// pools show their final counts: a pass writes its users' statuses
+	// before its pool's counts.
 	g.Eventually(func(g Gomega) {
 		list := &v1.LicensePoolList{}
 		g.Expect(k8s.List(ctx(), list, client.InNamespace(ns))).To(Succeed())
@@ -396,4 +410,41 @@ func (h histogram) quantile(q float64) float64 {
 		lower, below = bound, h.counts[i]
 	}
 	return lower
+}
+
+// cpuSeconds is the CPU time used by the kube-apiserver and etcd, from
+// their own metrics (process_cpu_seconds_total).
+type cpuSeconds struct{ apiserver, etcd float64 }
+
+func (c cpuSeconds) minus(o cpuSeconds) cpuSeconds {
+	return cpuSeconds{c.apiserver - o.apiserver, c.etcd - o.etcd}
+}
+
+// controlPlaneCPU reads the CPU time the control plane has used so far.
+func controlPlaneCPU(g Gomega) cpuSeconds {
+	cs, err := kubernetes.NewForConfig(cfg)
+	g.Expect(err).NotTo(HaveOccurred())
+	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx())
+	g.Expect(err).NotTo(HaveOccurred())
+	etcdURL := *testEnv.ControlPlane.Etcd.URL
+	etcdURL.Path = "/metrics"
+	resp, err := http.Get(etcdURL.String())
+	g.Expect(err).NotTo(HaveOccurred())
+	defer func() { _ = resp.Body.Close() }()
+	etcdRaw, err := io.ReadAll(resp.Body)
+	g.Expect(err).NotTo(HaveOccurred())
+	return cpuSeconds{apiserver: processCPU(g, raw), etcd: processCPU(g, etcdRaw)}
+}
+
+// processCPU is process_cpu_seconds_total in a metrics text.
+func processCPU(g Gomega, text []byte) float64 {
+	for _, line := range strings.Split(string(text), "\n") {
+		if v, ok := strings.CutPrefix(line, "process_cpu_seconds_total "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			g.Expect(err).NotTo(HaveOccurred())
+			return f
+		}
+	}
+	g.Expect("process_cpu_seconds_total").To(BeEmpty(), "no CPU counter in the metrics")
+	return 0
 }
