@@ -431,20 +431,10 @@ func controlPlaneCPU(g Gomega) cpuSeconds {
 	resp, err := http.Get(etcdURL.String())
 	g.Expect(err).NotTo(HaveOccurred())
 	defer func() { _ = resp.Body.Close() }()
-	etcdRaw, err := io.ReadAll(resp.Body)
-	g.Expect(err).NotTo(HaveOccurred())
-	return cpuSeconds{apiserver: processCPU(g, raw), etcd: processCPU(g, etcdRaw)}
-}
-
-// processCPU is process_cpu_seconds_total in a metrics text.
-func processCPU(g Gomega, text []byte) float64 {
-	for _, line := range strings.Split(string(text), "\n") {
-		if v, ok := strings.CutPrefix(line, "process_cpu_seconds_total "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			g.Expect(err).NotTo(HaveOccurred())
-			return f
-		}
+	processCPU := func(r io.Reader) float64 {
+		families, err := parseMetrics(r)
+		g.Expect(err).NotTo(HaveOccurred())
+		return sampleIn(families, "process_cpu_seconds_total", nil)
 	}
-	g.Expect("process_cpu_seconds_total").To(BeEmpty(), "no CPU counter in the metrics")
-	return 0
+	return cpuSeconds{apiserver: processCPU(bytes.NewReader(raw)), etcd: processCPU(resp.Body)}
 }

@@ -159,8 +159,13 @@ func (p *managerProcess) gather() ([]*dto.MetricFamily, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%s: %s", p.metrics, resp.Status)
 	}
+	return parseMetrics(resp.Body)
+}
+
+// parseMetrics reads a Prometheus metrics text.
+func parseMetrics(r io.Reader) ([]*dto.MetricFamily, error) {
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
+	families, err := parser.TextToMetricFamilies(r)
 	if err != nil {
 		return nil, err
 	}
@@ -181,6 +186,11 @@ func sample(g prometheus.Gatherer, name string, labels map[string]string) float6
 	if err != nil {
 		return 0
 	}
+	return sampleIn(families, name, labels)
+}
+
+// sampleIn is sample over families already gathered.
+func sampleIn(families []*dto.MetricFamily, name string, labels map[string]string) float64 {
 	var total float64
 	for _, f := range families {
 		if f.GetName() != name {

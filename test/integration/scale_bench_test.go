@@ -15,7 +15,6 @@ import (
 
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "visio.dev/operator/api/v1alpha1"
@@ -150,20 +149,7 @@ func memory() (heap, rss uint64) {
 // reconciles is the total of controller-runtime's reconcile counter, over
 // every controller.
 func reconciles(g prometheus.Gatherer) float64 {
-	families, err := g.Gather()
-	if err != nil {
-		return 0
-	}
-	var total float64
-	for _, f := range families {
-		if f.GetName() != "controller_runtime_reconcile_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			total += counterValue(m)
-		}
-	}
-	return total
+	return sample(g, "controller_runtime_reconcile_total", nil)
 }
 
 // reconcileTimes is, per controller, how many reconciles ran and the time
@@ -200,11 +186,4 @@ func reconcileBreakdown(g prometheus.Gatherer, before map[string][2]float64) str
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, ", ")
-}
-
-func counterValue(m *dto.Metric) float64 {
-	if c := m.GetCounter(); c != nil {
-		return c.GetValue()
-	}
-	return 0
 }
