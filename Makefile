@@ -109,6 +109,10 @@ bench: ## Run the benchmarks of the pure logic.
 bench-burst: ## Measure a burst of 2,000 users across 20 pools against the floor, same run (BURST_POOLS=100: 10,000 users).
 	BURST_POOLS="$(BURST_POOLS)" KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" go test ./test/integration/ -run=NONE -bench=BenchmarkUserBurst -benchtime=1x -timeout 90m
 
+.PHONY: bench-writes
+bench-writes: ## What one status write of each kind costs the control plane: a plain object, a user, a pool with 100 reservations.
+	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" go test ./test/integration/ -run=NONE -bench=BenchmarkStatusWrite -benchtime=1x -timeout 30m
+
 .PHONY: bench-scale
 bench-scale: ## Memory with 10,000 users, 100 pools and 1,000 rooms settled, and the cost of one full resync.
 	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" go test ./test/integration/ -run=NONE -bench=BenchmarkScaleMemory -benchtime=1x -timeout 90m

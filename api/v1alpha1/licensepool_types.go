@@ -111,7 +111,7 @@ type LicensePoolStatus struct {
 	// the pool's resourceVersion, by admission and by the controller, never
 	// merged by server-side apply, and the API server's per-item field
 	// tracking of a map list made each write of a hundred reservations cost
-	// about twice the CPU (BenchmarkPoolStatusWrite). The operator keeps one
+	// about twice the CPU (BenchmarkStatusWrite). The operator keeps one
 	// reservation per user.
 	// +optional
 	// +listType=atomic
