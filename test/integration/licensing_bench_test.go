@@ -3,8 +3,9 @@ package integration
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"fmt"
-	"io"
+	"maps"
 	"math"
 	"net/http"
 	"os"
@@ -55,7 +56,11 @@ func burstPools() int {
 //
 // The floor is the same clients creating the same number of objects of a
 // plain CRD (no webhook, no controller), each followed by one status write:
-// the two writes per user the operator cannot do without. The operator's
+// the two writes per user the operator cannot do without. The minimal
+// operator is the same plain objects admitted by a webhook that allows
+// everything and given their status by a controller: what any operator with
+// a webhook and a controller pays here, so that the operator's own cost is
+// the ratio to it. The operator's
 // settle time runs from the first create to the moment every pool and every
 // user shows its final status. It prints both, their ratio, creates per
 // second, the manager's writes per user by resource (counted exactly by a
@@ -70,9 +75,17 @@ func BenchmarkUserBurst(b *testing.B) {
 	g := NewWithT(b)
 	b.StopTimer()
 	for range b.N {
-		floorCPU := controlPlaneCPU(g)
+		floorCPU, floorProcess := readControlPlane(g), processCPU(g)
+		stopProfile := profilePhase(g, "floor", 6)
 		floor, floorCreates := floorBurst(b, g, users)
-		floorCPU = controlPlaneCPU(g).minus(floorCPU)
+		stopProfile()
+		floorCPU, floorProcess = readControlPlane(g).minus(floorCPU), processCPU(g)-floorProcess
+		minimalCPU, minimalProcess, minimalAdmission := readControlPlane(g), processCPU(g), admissionHistogramOf(g, minimalWebhook)
+		stopProfile = profilePhase(g, "minimal", 6)
+		minimal, _ := minimalOperatorBurst(b, g, users)
+		stopProfile()
+		minimalCPU, minimalProcess = readControlPlane(g).minus(minimalCPU), processCPU(g)-minimalProcess
+		minimalAdmission = admissionHistogramOf(g, minimalWebhook).minus(minimalAdmission)
 
 		_, ns := newEntity(b, g)
 		for p := range pools {
@@ -84,15 +97,17 @@ func BenchmarkUserBurst(b *testing.B) {
 		}
 		before := counter.snapshot()
 		admissionBefore, handlerBefore := admissionHistogram(g), handlerHistogram(g)
-		cpuBefore := controlPlaneCPU(g)
+		cpuBefore, processBefore := readControlPlane(g), processCPU(g)
 		b.StartTimer()
 		start := time.Now()
+		stopProfile = profilePhase(g, "operator", 6)
 		userCreates := createBurst(g, ns, pools)
 		create := time.Since(start)
 		waitBurstSettled(g, ns, pools)
 		settle := time.Since(start)
 		b.StopTimer()
-		burstCPU := controlPlaneCPU(g).minus(cpuBefore)
+		stopProfile()
+		burstCPU, burstProcess := readControlPlane(g).minus(cpuBefore), processCPU(g)-processBefore
 		admission := admissionHistogram(g).minus(admissionBefore)
 		handler := handlerHistogram(g).minus(handlerBefore)
 		writes := map[string]int64{}
@@ -104,6 +119,8 @@ func BenchmarkUserBurst(b *testing.B) {
 		b.ReportMetric(settle.Seconds(), "s-to-settle")
 		b.ReportMetric(floor.Seconds(), "s-floor")
 		b.ReportMetric(settle.Seconds()/floor.Seconds(), "ratio")
+		b.ReportMetric(settle.Seconds()/minimal.Seconds(), "ratio-to-minimal")
+		b.ReportMetric(minimalAdmission.quantile(0.99)*1000, "minimal-admission-p99-ms")
 		b.ReportMetric(float64(users)/create.Seconds(), "creates/s")
 		b.ReportMetric(perUser(allWrites), "manager-writes/user")
 		b.ReportMetric(admission.quantile(0.5)*1000, "admission-p50-ms")
@@ -121,6 +138,8 @@ func BenchmarkUserBurst(b *testing.B) {
 		}
 		b.Logf("%d users, %d pools, %d clients: settle %.1fs, floor %.1fs, ratio %.2f, creates %.1fs (%.0f/s)",
 			users, pools, burstClients, settle.Seconds(), floor.Seconds(), settle.Seconds()/floor.Seconds(), create.Seconds(), float64(users)/create.Seconds())
+		b.Logf("minimal operator (a webhook that allows everything, a controller that writes each status once): settle %.1fs, operator ÷ minimal %.2f; its webhook p50 %.1f ms, p99 %.1f ms; kube-apiserver CPU %.2f ms per object",
+			minimal.Seconds(), settle.Seconds()/minimal.Seconds(), minimalAdmission.quantile(0.5)*1000, minimalAdmission.quantile(0.99)*1000, minimalCPU.apiserver*1000/float64(users))
 		b.Logf("manager writes per user %.3f: %s", perUser(allWrites), strings.Join(by, ", "))
 		b.Logf("create latency seen by the clients: users p50 %.1f ms, p99 %.1f ms; floor p50 %.1f ms, p99 %.1f ms",
 			userCreates.quantile(0.5), userCreates.quantile(0.99), floorCreates.quantile(0.5), floorCreates.quantile(0.99))
@@ -129,6 +148,10 @@ func BenchmarkUserBurst(b *testing.B) {
 		b.Logf("control plane CPU per user (ms): kube-apiserver %.2f, etcd %.2f; floor: kube-apiserver %.2f, etcd %.2f (settle polls included)",
 			perUserMS(burstCPU.apiserver), perUserMS(burstCPU.etcd), perUserMS(floorCPU.apiserver), perUserMS(floorCPU.etcd))
 		b.ReportMetric(burstCPU.apiserver/floorCPU.apiserver, "apiserver-cpu-ratio")
+		b.Logf("this process's CPU per user (ms; the clients, and the manager under test): operator %.2f, minimal operator %.2f, floor %.2f",
+			perUserMS(burstProcess), perUserMS(minimalProcess), perUserMS(floorProcess))
+		b.Logf("requests served per user by the API server: %s; floor: %s",
+			burstCPU.topRequests(8, users), floorCPU.topRequests(4, users))
 		b.Logf("admission (PlatformUser webhook, %d calls): p50 %.1f ms, p99 %.1f ms, mean %.1f ms; in the operator's handler: p50 %.1f ms, p99 %.1f ms (coarse buckets), mean %.1f ms",
 			int64(admission.count), admission.quantile(0.5)*1000, admission.quantile(0.99)*1000, admission.mean()*1000,
 			handler.quantile(0.5)*1000, handler.quantile(0.99)*1000, handler.mean()*1000)
@@ -334,6 +357,11 @@ func handlerHistogram(g Gomega) histogram {
 // admissionHistogram reads the latency of the PlatformUser webhook, summed
 // over operations and verdicts, from the API server's /metrics.
 func admissionHistogram(g Gomega) histogram {
+	return admissionHistogramOf(g, "vplatformuser.tenancy.visio.dev")
+}
+
+// admissionHistogramOf is admissionHistogram for the webhook named name.
+func admissionHistogramOf(g Gomega, name string) histogram {
 	cs, err := kubernetes.NewForConfig(cfg)
 	g.Expect(err).NotTo(HaveOccurred())
 	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx())
@@ -344,7 +372,7 @@ func admissionHistogram(g Gomega) histogram {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, admissionMetric+"_") || !strings.Contains(line, `name="vplatformuser.tenancy.visio.dev"`) {
+		if !strings.HasPrefix(line, admissionMetric+"_") || !strings.Contains(line, `name="`+name+`"`) {
 			continue
 		}
 		sp := strings.LastIndexByte(line, ' ')
@@ -412,16 +440,38 @@ func (h histogram) quantile(q float64) float64 {
 	return lower
 }
 
-// cpuSeconds is the CPU time used by the kube-apiserver and etcd, from
-// their own metrics (process_cpu_seconds_total).
-type cpuSeconds struct{ apiserver, etcd float64 }
+// controlPlaneUsage is the CPU time used by the kube-apiserver and etcd, from
+// their own metrics (process_cpu_seconds_total), and the requests the API
+// server has served by verb and resource (apiserver_request_total).
+type controlPlaneUsage struct {
+	apiserver, etcd float64
+	requests        map[string]float64
+}
 
-func (c cpuSeconds) minus(o cpuSeconds) cpuSeconds {
-	return cpuSeconds{c.apiserver - o.apiserver, c.etcd - o.etcd}
+func (c controlPlaneUsage) minus(o controlPlaneUsage) controlPlaneUsage {
+	requests := map[string]float64{}
+	for k, v := range c.requests {
+		if d := v - o.requests[k]; d > 0 {
+			requests[k] = d
+		}
+	}
+	return controlPlaneUsage{c.apiserver - o.apiserver, c.etcd - o.etcd, requests}
+}
+
+// topRequests lists the n kinds of request served most, per user, largest
+// first.
+func (c controlPlaneUsage) topRequests(n, users int) string {
+	keys := slices.Collect(maps.Keys(c.requests))
+	slices.SortFunc(keys, func(a, b string) int { return cmp.Compare(c.requests[b], c.requests[a]) })
+	var out []string
+	for _, k := range keys[:min(n, len(keys))] {
+		out = append(out, fmt.Sprintf("%s %.3f", k, c.requests[k]/float64(users)))
+	}
+	return strings.Join(out, ", ")
 }
 
 // controlPlaneCPU reads the CPU time the control plane has used so far.
-func controlPlaneCPU(g Gomega) cpuSeconds {
+func readControlPlane(g Gomega) controlPlaneUsage {
 	cs, err := kubernetes.NewForConfig(cfg)
 	g.Expect(err).NotTo(HaveOccurred())
 	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx())
@@ -431,10 +481,35 @@ func controlPlaneCPU(g Gomega) cpuSeconds {
 	resp, err := http.Get(etcdURL.String())
 	g.Expect(err).NotTo(HaveOccurred())
 	defer func() { _ = resp.Body.Close() }()
-	processCPU := func(r io.Reader) float64 {
-		families, err := parseMetrics(r)
-		g.Expect(err).NotTo(HaveOccurred())
+	cpuOf := func(families []*dto.MetricFamily) float64 {
 		return sampleIn(families, "process_cpu_seconds_total", nil)
 	}
-	return cpuSeconds{apiserver: processCPU(bytes.NewReader(raw)), etcd: processCPU(resp.Body)}
+	apiserver, err := parseMetrics(bytes.NewReader(raw))
+	g.Expect(err).NotTo(HaveOccurred())
+	etcd, err := parseMetrics(resp.Body)
+	g.Expect(err).NotTo(HaveOccurred())
+	return controlPlaneUsage{apiserver: cpuOf(apiserver), etcd: cpuOf(etcd), requests: requestCounts(apiserver)}
+}
+
+// requestCounts sums apiserver_request_total by verb and resource (with its
+// subresource), over codes and scopes.
+func requestCounts(families []*dto.MetricFamily) map[string]float64 {
+	out := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "apiserver_request_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			key := labels["verb"] + " " + labels["resource"]
+			if labels["subresource"] != "" {
+				key += "/" + labels["subresource"]
+			}
+			out[key] += m.GetCounter().GetValue()
+		}
+	}
+	return out
 }

@@ -110,13 +110,13 @@ func BenchmarkStatusWrite(b *testing.B) {
 		for turn := range 2 {
 			for _, kind := range kinds {
 				const n = 200
-				cpuBefore := controlPlaneCPU(g)
+				cpuBefore := readControlPlane(g)
 				start := time.Now()
 				for i := range n {
 					kind.write(turn*n + i)
 				}
 				took := time.Since(start)
-				cpu := controlPlaneCPU(g).minus(cpuBefore)
+				cpu := readControlPlane(g).minus(cpuBefore)
 				perWrite := func(d float64) float64 { return d * 1000 / n }
 				b.Logf("%s, %d bytes stored: %.2f ms per write; CPU per write: kube-apiserver %.2f ms, etcd %.2f ms",
 					kind.name, kind.size(), perWrite(took.Seconds()), perWrite(cpu.apiserver), perWrite(cpu.etcd))
