@@ -7,6 +7,7 @@ package integration
 import (
 	"context"
 	"crypto/tls"
+	"flag"
 	"fmt"
 	"maps"
 	"net/http"
@@ -55,7 +56,12 @@ func TestMain(m *testing.M) {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(v1.AddToScheme(scheme))
 	// stderr gets errors only; suiteLog gets every level, for TestPINLeak.
-	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(false), zap.Level(zapLevel()), alsoToSuiteLog()))
+	flag.Parse()
+	opts := []zap.Opts{zap.WriteTo(os.Stderr), zap.UseDevMode(false), zap.Level(zapLevel())}
+	if keepingSuiteLog = pinLeakMayRun(); keepingSuiteLog {
+		opts = append(opts, alsoToSuiteLog())
+	}
+	logf.SetLogger(zap.New(opts...))
 	os.Exit(run(m))
 }
 
