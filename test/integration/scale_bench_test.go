@@ -116,8 +116,16 @@ func BenchmarkScaleMemory(b *testing.B) {
 		b.Logf("resync reconciles by controller (count, time spent): %s", reconcileBreakdown(m, nil))
 		b.Logf("manager process settled with %d users, %d pools, %d rooms: heap in use %.1f MiB before a collection; after it, heap %.1f MiB, RSS %.1f MiB (profile: go tool pprof -top %s)",
 			pools*usersPerPool, pools, rooms, mib(uint64(inUse)), mib(heap), mib(rss), profile)
+		// The runtime gives the pages the resync freed back to the system in
+		// the background, over a minute or so: what a dashboard shows of an
+		// idle manager is this later figure.
+		time.Sleep(time.Minute)
+		idleRSS := sample(m, "process_resident_memory_bytes", nil)
+		b.Logf("a minute later, idle: RSS %.1f MiB, heap %.1f MiB",
+			mib(uint64(idleRSS)), mib(uint64(sample(m, "go_memstats_heap_alloc_bytes", nil))))
 		b.ReportMetric(mib(heap), "heap-MiB")
 		b.ReportMetric(mib(rss), "rss-MiB")
+		b.ReportMetric(mib(uint64(idleRSS)), "idle-rss-MiB")
 		b.ReportMetric(took.Seconds(), "s-resync")
 		b.ReportMetric(cpu, "cpu-s-resync")
 		b.ReportMetric(writes, "resync-writes")
