@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "visio.dev/operator/api/v1alpha1"
+	"visio.dev/operator/internal/index"
 	"visio.dev/operator/internal/rooms"
 )
 
@@ -148,11 +149,15 @@ func newClaim(vmr *v1.VMR, dial string) *v1.DialStringClaim {
 // none is left behind.
 func (r *VMRReconciler) releaseClaims(ctx context.Context, vmr *v1.VMR, keep func(string) bool) error {
 	list := &v1.DialStringClaimList{}
-	from := client.Reader(r.Client)
+	// The cache finds the room's claims by index; the API server, by the
+	// label every claim carries.
+	var err error
 	if keep == nil {
-		from = r.reader()
+		err = r.reader().List(ctx, list, client.MatchingLabels{v1.VMRUIDLabel: string(vmr.UID)})
+	} else {
+		err = r.List(ctx, list, client.MatchingFields{index.ClaimVMR: string(vmr.UID)})
 	}
-	if err := from.List(ctx, list, client.MatchingLabels{v1.VMRUIDLabel: string(vmr.UID)}); err != nil {
+	if err != nil {
 		return fmt.Errorf("cannot list the room's claims: %w", err)
 	}
 	for i := range list.Items {

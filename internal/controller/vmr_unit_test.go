@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -126,6 +127,64 @@ func TestVMRClaimsMakeOneHolder(t *testing.T) {
 		if cl.Spec.VMR.UID == "uid-1" {
 			t.Fatalf("claim of the deleted room left: %+v", cl.Spec)
 		}
+	}
+}
+
+// A room that drops an alias releases that claim only: its other claims and
+// other rooms' claims stay.
+func TestVMRReleasesOnlyTheAliasItDropped(t *testing.T) {
+	first := testVMR("first", "ns1", "uid-1", func(v *v1.VMR) {
+		v.Generation = 1
+		v.Spec.Aliases = []string{"conseil@visio.example", "bureau@visio.example"}
+	})
+	second := testVMR("second", "ns2", "uid-2", func(v *v1.VMR) {
+		v.Generation = 1
+		v.Spec.Aliases = []string{"accueil@visio.example"}
+	})
+	c := newFakeClient(t, first, second)
+	r := newTestReconciler(c, newFakeBackend())
+	ctx := context.Background()
+	for _, v := range []*v1.VMR{first, second} {
+		if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(v)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := func() map[string]string {
+		t.Helper()
+		claims := &v1.DialStringClaimList{}
+		if err := c.List(ctx, claims); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, cl := range claims.Items {
+			out[cl.Spec.DialString] = cl.Spec.VMR.UID
+		}
+		return out
+	}
+	before := held()
+	if before["bureau@visio.example"] != "uid-1" || before["accueil@visio.example"] != "uid-2" {
+		t.Fatalf("claims before: %v", before)
+	}
+
+	got := &v1.VMR{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(first), got); err != nil {
+		t.Fatal(err)
+	}
+	got.Spec.Aliases = []string{"conseil@visio.example"}
+	got.Generation++
+	if err := c.Update(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(first)}); err != nil {
+		t.Fatal(err)
+	}
+	after := held()
+	if _, ok := after["bureau@visio.example"]; ok {
+		t.Fatalf("the dropped alias is still claimed: %v", after)
+	}
+	delete(before, "bureau@visio.example")
+	if !maps.Equal(after, before) {
+		t.Fatalf("claims after = %v, want %v", after, before)
 	}
 }
 
@@ -605,6 +664,7 @@ func newFakeClient(t *testing.T, objs ...client.Object) client.Client {
 		WithStatusSubresource(&v1.VMR{}, &v1.PlatformUser{}).
 		WithIndex(&v1.VMR{}, index.VMRPINSecret, func(o client.Object) []string { return []string{index.PINSecretName(o.(*v1.VMR))} }).
 		WithIndex(&v1.VMR{}, index.VMRDialString, func(o client.Object) []string { return index.DialStrings(o.(*v1.VMR)) }).
+		WithIndex(&v1.DialStringClaim{}, index.ClaimVMR, index.ClaimHolder).
 		WithIndex(&v1.VMR{}, index.VMROwner, func(o client.Object) []string {
 			if owner := o.(*v1.VMR).Spec.Owner; owner != "" {
 				return []string{owner}

@@ -35,6 +35,11 @@ const (
 	// VMRPINSecret indexes VMRs by the Secret holding their PINs (named by
 	// spec.pinSecretRef, or generated), so that a PIN change reaches the room.
 	VMRPINSecret = "tenancy.visio.dev/vmr-pin-secret"
+	// ClaimVMR indexes DialStringClaims by the UID of the VMR holding them,
+	// so that a room finds its own claims without going through the
+	// platform's: claims are cluster-wide, and a label selector on the
+	// cache reads every one of them, for every room, at every pass.
+	ClaimVMR = "tenancy.visio.dev/claim-vmr"
 )
 
 // Setup registers the field indexes on the manager's cache.
@@ -74,6 +79,9 @@ func Setup(ctx context.Context, indexer client.FieldIndexer) error {
 	}); err != nil {
 		return err
 	}
+	if err := indexer.IndexField(ctx, &v1.DialStringClaim{}, ClaimVMR, ClaimHolder); err != nil {
+		return err
+	}
 	return indexer.IndexField(ctx, &v1.VMR{}, VMROwner, func(o client.Object) []string {
 		if owner := o.(*v1.VMR).Spec.Owner; owner != "" {
 			return []string{owner}
@@ -103,6 +111,12 @@ func DialStrings(v *v1.VMR) []string {
 		add(a)
 	}
 	return out
+}
+
+// ClaimHolder is the ClaimVMR index of a DialStringClaim: the UID of the
+// VMR holding it.
+func ClaimHolder(o client.Object) []string {
+	return []string{o.(*v1.DialStringClaim).Spec.VMR.UID}
 }
 
 // PINSecretName is the Secret holding a VMR's PINs: the one its spec names,
