@@ -55,10 +55,11 @@ var (
 func TestMain(m *testing.M) {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(v1.AddToScheme(scheme))
-	// stderr gets errors only; suiteLog gets every level, for TestPINLeak.
+	// stderr gets errors only; suiteLog gets every level, for the PIN-leak
+	// scans, unless no test runs.
 	flag.Parse()
 	opts := []zap.Opts{zap.WriteTo(os.Stderr), zap.UseDevMode(false), zap.Level(zapLevel())}
-	if keepingSuiteLog = pinLeakMayRun(); keepingSuiteLog {
+	if keepingSuiteLog = !benchmarksOnly(); keepingSuiteLog {
 		opts = append(opts, alsoToSuiteLog())
 	}
 	logf.SetLogger(zap.New(opts...))
