@@ -19,7 +19,9 @@ import (
 
 	. "github.com/onsi/gomega"
 	dto "github.com/prometheus/client_model/go"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
@@ -161,22 +163,34 @@ func BenchmarkUserBurst(b *testing.B) {
 
 // createBurst creates the users from burstClients concurrent clients.
 func createBurst(g Gomega, ns string, pools int) *latencies {
+	return timedCreates(g, pools*burstUsersPerPool, func(i int) client.Object {
+		p := i / burstUsersPerPool
+		u := newUser(ns, fmt.Sprintf("p%03d-u%03d", p, i%burstUsersPerPool), true)
+		u.Spec.LicensePool = fmt.Sprintf("pool-%03d", p)
+		return u
+	}, nil)
+}
+
+// timedCreates creates the n objects newObject returns from burstClients
+// concurrent clients, timing each create, and runs then (when not nil) on
+// each object its client created.
+func timedCreates(g Gomega, n int, newObject func(i int) client.Object, then func(client.Object)) *latencies {
 	creates := &latencies{}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, burstClients)
-	for p := range pools {
-		for i := range burstUsersPerPool {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				u := newUser(ns, fmt.Sprintf("p%03d-u%03d", p, i), true)
-				u.Spec.LicensePool = fmt.Sprintf("pool-%03d", p)
-				t0 := time.Now()
-				g.Expect(k8s.Create(ctx(), u)).To(Succeed())
-				creates.add(time.Since(t0))
-			}()
-		}
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			o := newObject(i)
+			t0 := time.Now()
+			g.Expect(k8s.Create(ctx(), o)).To(Succeed())
+			creates.add(time.Since(t0))
+			if then != nil {
+				then(o)
+			}
+		}()
 	}
 	wg.Wait()
 	return creates
@@ -239,37 +253,33 @@ var floorGVK = schema.GroupVersionKind{Group: "bench.visio.dev", Version: "v1", 
 // clients, each followed by one status write, in a namespace of its own, and
 // returns how long that took.
 func floorBurst(b *testing.B, g Gomega, n int) (time.Duration, *latencies) {
-	installFloorCRD(g)
-	ns := fmt.Sprintf("floor-%d", time.Now().UnixNano())
-	nsObj := &unstructured.Unstructured{}
-	nsObj.SetAPIVersion("v1")
-	nsObj.SetKind("Namespace")
-	nsObj.SetName(ns)
-	g.Expect(k8s.Create(ctx(), nsObj)).To(Succeed())
-	b.Cleanup(func() { _ = k8s.Delete(ctx(), nsObj) })
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, burstClients)
-	creates := &latencies{}
+	ns := plainNamespace(b, g, "floor")
 	start := time.Now()
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			o := &unstructured.Unstructured{}
-			o.SetGroupVersionKind(floorGVK)
-			o.SetNamespace(ns)
-			o.SetName(fmt.Sprintf("o-%05d", i))
-			g.Expect(unstructured.SetNestedField(o.Object, "x", "spec", "value")).To(Succeed())
-			t0 := time.Now()
-			g.Expect(k8s.Create(ctx(), o)).To(Succeed())
-			creates.add(time.Since(t0))
-			g.Expect(unstructured.SetNestedField(o.Object, "done", "status", "state")).To(Succeed())
-			g.Expect(k8s.Status().Update(ctx(), o)).To(Succeed())
-		}()
-	}
-	wg.Wait()
+	creates := timedCreates(g, n, func(i int) client.Object { return newPlain(ns, i) }, func(o client.Object) {
+		plain := o.(*unstructured.Unstructured)
+		g.Expect(unstructured.SetNestedField(plain.Object, "done", "status", "state")).To(Succeed())
+		g.Expect(k8s.Status().Update(ctx(), plain)).To(Succeed())
+	})
 	return time.Since(start), creates
+}
+
+// plainNamespace installs the plain CRD and makes a namespace of its own for
+// a phase of the burst, deleted when the benchmark ends.
+func plainNamespace(b *testing.B, g Gomega, prefix string) string {
+	installFloorCRD(g)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano())}}
+	g.Expect(k8s.Create(ctx(), ns)).To(Succeed())
+	b.Cleanup(func() { _ = k8s.Delete(ctx(), ns) })
+	return ns.Name
+}
+
+// newPlain is the i-th plain object of namespace ns.
+func newPlain(ns string, i int) *unstructured.Unstructured {
+	o := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"value": "x"}}}
+	o.SetGroupVersionKind(floorGVK)
+	o.SetNamespace(ns)
+	o.SetName(fmt.Sprintf("o-%05d", i))
+	return o
 }
 
 func installFloorCRD(g Gomega) {

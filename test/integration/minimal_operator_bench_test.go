@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,39 +35,13 @@ const minimalWebhook = "vplain.bench.visio.dev"
 // licensing, no cross-object checks). It creates n objects from burstClients
 // clients and returns how long it took until every one had its status.
 func minimalOperatorBurst(b *testing.B, g Gomega, n int) (time.Duration, *latencies) {
-	installFloorCRD(g)
-	ns := fmt.Sprintf("minimal-%d", time.Now().UnixNano())
-	nsObj := &unstructured.Unstructured{}
-	nsObj.SetAPIVersion("v1")
-	nsObj.SetKind("Namespace")
-	nsObj.SetName(ns)
-	g.Expect(k8s.Create(ctx(), nsObj)).To(Succeed())
-	b.Cleanup(func() { _ = k8s.Delete(ctx(), nsObj) })
-
+	ns := plainNamespace(b, g, "minimal")
 	written := &atomic.Int64{}
 	stop := startMinimalOperator(b, g, ns, written)
 	defer stop()
 
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, burstClients)
-	creates := &latencies{}
 	start := time.Now()
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			o := &unstructured.Unstructured{}
-			o.SetGroupVersionKind(floorGVK)
-			o.SetNamespace(ns)
-			o.SetName(fmt.Sprintf("o-%05d", i))
-			g.Expect(unstructured.SetNestedField(o.Object, "x", "spec", "value")).To(Succeed())
-			t0 := time.Now()
-			g.Expect(k8s.Create(ctx(), o)).To(Succeed())
-			creates.add(time.Since(t0))
-		}()
-	}
-	wg.Wait()
+	creates := timedCreates(g, n, func(i int) client.Object { return newPlain(ns, i) }, nil)
 	// The controller counts its writes, so the end is seen without loading
 	// the API server with lists of every object; one list then checks it.
 	g.Eventually(written.Load).WithTimeout(10 * time.Minute).WithPolling(10 * time.Millisecond).Should(BeNumerically(">=", n))

@@ -50,11 +50,7 @@ func BenchmarkStatusWrite(b *testing.B) {
 	installFloorCRD(g)
 	plains := make([]*unstructured.Unstructured, 100)
 	for i := range plains {
-		plains[i] = &unstructured.Unstructured{}
-		plains[i].SetGroupVersionKind(floorGVK)
-		plains[i].SetNamespace(ns)
-		plains[i].SetName(fmt.Sprintf("o-%05d", i))
-		g.Expect(unstructured.SetNestedField(plains[i].Object, "x", "spec", "value")).To(Succeed())
+		plains[i] = newPlain(ns, i)
 		g.Expect(k8s.Create(ctx(), plains[i])).To(Succeed())
 	}
 
