@@ -5,7 +5,7 @@ import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 // LicenseCounts summarises named licenses: what is allocated and who holds them.
 type LicenseCounts struct {
 	// capacity is the number of licenses allocated: the base licenses plus the
-	// grants that have not expired.
+	// grants and approved LicenseRequests that have not expired.
 	// +optional
 	Capacity int32 `json:"capacity"`
 	// used is the number of users holding a license.
@@ -17,6 +17,10 @@ type LicenseCounts struct {
 	// pending is the number of active users waiting for a license.
 	// +optional
 	Pending int32 `json:"pending"`
+	// requested is the number of licenses asked for by LicenseRequests that
+	// await a decision; they do not count in capacity until approved.
+	// +optional
+	Requested int32 `json:"requested,omitempty"`
 }
 
 // StatusBase is the part of every status that tools read: the generation the

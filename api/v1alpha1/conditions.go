@@ -15,6 +15,9 @@ const (
 
 	// LicensedCondition (PlatformUser) is True while the user holds a named license.
 	LicensedCondition = "Licensed"
+	// ApprovedCondition (LicenseRequest) is True once the platform approved the
+	// request, False once it denied it, Unknown while it waits.
+	ApprovedCondition = "Approved"
 	// ProvisionedCondition (VMR) is True once the room exists in the backend and
 	// matches the spec.
 	ProvisionedCondition = "Provisioned"
@@ -59,6 +62,28 @@ const (
 	// ReasonLicenseRevoked (PlatformUser): the pool shrank and this user, among the
 	// most recently licensed, lost its license.
 	ReasonLicenseRevoked = "LicenseRevoked"
+
+	// ReasonAwaitingDecision (LicenseRequest): no Concierge or platform
+	// administrator has decided yet.
+	ReasonAwaitingDecision = "AwaitingDecision"
+	// ReasonGranted (LicenseRequest): approved, unexpired and counted in its pool.
+	ReasonGranted = "Granted"
+	// ReasonDenied (LicenseRequest): the platform refused the request.
+	ReasonDenied = "Denied"
+	// ReasonExpired (LicenseRequest): the approval's duration is over; the
+	// licenses no longer count.
+	ReasonExpired = "Expired"
+	// Reasons of LicenseRequest events: each step of a request, in its entity
+	// namespace, so that kubectl get events tells the story.
+
+	// ReasonLicensesRequested (LicenseRequest event): the request was seen first.
+	ReasonLicensesRequested = "LicensesRequested"
+	// ReasonLicensesGranted (LicenseRequest event): the approval counts in the pool.
+	ReasonLicensesGranted = "LicensesGranted"
+	// ReasonLicensesDenied (LicenseRequest event): the request was denied.
+	ReasonLicensesDenied = "LicensesDenied"
+	// ReasonLicensesExpired (LicenseRequest event): the approval's licenses stopped counting.
+	ReasonLicensesExpired = "LicensesExpired"
 
 	// ReasonProvisioned (VMR): the room exists in the backend and matches the spec.
 	ReasonProvisioned = "Provisioned"
@@ -111,6 +136,11 @@ const (
 	// EntityFinalizer lets the Entity controller remove the entity namespace
 	// before the Entity disappears.
 	EntityFinalizer = "tenancy.visio.dev/entity"
+	// LicenseRequestFinalizer lets the LicensePool controller take an approved
+	// request's licenses out of its pool (revoking users first if need be)
+	// before the request disappears. The pool controller adds it before it
+	// first counts the request: a request without it never counts.
+	LicenseRequestFinalizer = "tenancy.visio.dev/license-request"
 	// VMRFinalizer lets the VMR controller remove the backend room and release
 	// the room's DialStringClaims first.
 	VMRFinalizer = "tenancy.visio.dev/vmr"

@@ -28,6 +28,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion,
 		&Entity{}, &EntityList{},
 		&LicensePool{}, &LicensePoolList{},
+		&LicenseRequest{}, &LicenseRequestList{},
 		&PlatformUser{}, &PlatformUserList{},
 		&VMR{}, &VMRList{},
 		&DialStringClaim{}, &DialStringClaimList{},

@@ -36,10 +36,12 @@ const (
 	CapabilityScheduleOnBehalfInEntity   Capability = "ScheduleOnBehalfInEntity"
 	CapabilityManageEntityUsers          Capability = "ManageEntityUsers"
 	CapabilityViewEntityStatistics       Capability = "ViewEntityStatistics"
+	CapabilityRequestLicenses            Capability = "RequestLicenses"
 	CapabilityManagePermanentVMRs        Capability = "ManagePermanentVMRs"
 	CapabilityViewAllEntities            Capability = "ViewAllEntities"
 	CapabilityViewAllStatistics          Capability = "ViewAllStatistics"
 	CapabilityScheduleOnBehalfOnPlatform Capability = "ScheduleOnBehalfOnPlatform"
+	CapabilityDecideLicenseRequests      Capability = "DecideLicenseRequests"
 )
 
 // PlatformUserSpec declares a person of an entity and what they may do.

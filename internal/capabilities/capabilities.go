@@ -18,8 +18,10 @@ var (
 	delegatedMeetings = []v1.Capability{v1.CapabilityScheduleOnBehalfInEntity}
 	conciergeMeetings = []v1.Capability{v1.CapabilityScheduleOnBehalfOnPlatform}
 
-	administration = []v1.Capability{v1.CapabilityManageEntityUsers, v1.CapabilityViewEntityStatistics}
+	administration = []v1.Capability{v1.CapabilityManageEntityUsers, v1.CapabilityViewEntityStatistics, v1.CapabilityRequestLicenses}
 	concierge      = []v1.Capability{v1.CapabilityManagePermanentVMRs, v1.CapabilityViewAllEntities, v1.CapabilityViewAllStatistics}
+	// conciergeDecisions come last in the role table, after the meeting one.
+	conciergeDecisions = []v1.Capability{v1.CapabilityDecideLicenseRequests}
 )
 
 // level orders the roles; an unknown role has none of the capabilities.
@@ -44,7 +46,7 @@ func AtLeast(r, min v1.PlatformUserRole) bool { return level(r) >= level(min) &&
 // order of the role table. The result is a new slice.
 func For(r v1.PlatformUserRole, licensed bool) []v1.Capability {
 	l := level(r)
-	out := make([]v1.Capability, 0, 11)
+	out := make([]v1.Capability, 0, 13)
 	if licensed && l >= 1 {
 		out = append(out, userMeetings...)
 		if l >= 2 {
@@ -59,6 +61,7 @@ func For(r v1.PlatformUserRole, licensed bool) []v1.Capability {
 		if licensed {
 			out = append(out, conciergeMeetings...)
 		}
+		out = append(out, conciergeDecisions...)
 	}
 	return out
 }

@@ -18,12 +18,13 @@ func TestFor(t *testing.T) {
 		{v1.RoleUser, false, []v1.Capability{}},
 		{v1.RoleDelegatedOrganizer, true, append(slices.Clone(meetings), "ScheduleOnBehalfInEntity")},
 		{v1.RoleDelegatedOrganizer, false, []v1.Capability{}},
-		{v1.RoleAdministrator, true, append(slices.Clone(meetings), "ScheduleOnBehalfInEntity", "ManageEntityUsers", "ViewEntityStatistics")},
+		{v1.RoleAdministrator, true, append(slices.Clone(meetings), "ScheduleOnBehalfInEntity", "ManageEntityUsers", "ViewEntityStatistics", "RequestLicenses")},
 		// Seed 000: a deactivated administrator keeps administering.
-		{v1.RoleAdministrator, false, []v1.Capability{"ManageEntityUsers", "ViewEntityStatistics"}},
-		{v1.RoleConcierge, true, append(slices.Clone(meetings), "ScheduleOnBehalfInEntity", "ManageEntityUsers", "ViewEntityStatistics",
-			"ManagePermanentVMRs", "ViewAllEntities", "ViewAllStatistics", "ScheduleOnBehalfOnPlatform")},
-		{v1.RoleConcierge, false, []v1.Capability{"ManageEntityUsers", "ViewEntityStatistics", "ManagePermanentVMRs", "ViewAllEntities", "ViewAllStatistics"}},
+		{v1.RoleAdministrator, false, []v1.Capability{"ManageEntityUsers", "ViewEntityStatistics", "RequestLicenses"}},
+		{v1.RoleConcierge, true, append(slices.Clone(meetings), "ScheduleOnBehalfInEntity", "ManageEntityUsers", "ViewEntityStatistics", "RequestLicenses",
+			"ManagePermanentVMRs", "ViewAllEntities", "ViewAllStatistics", "ScheduleOnBehalfOnPlatform", "DecideLicenseRequests")},
+		{v1.RoleConcierge, false, []v1.Capability{"ManageEntityUsers", "ViewEntityStatistics", "RequestLicenses",
+			"ManagePermanentVMRs", "ViewAllEntities", "ViewAllStatistics", "DecideLicenseRequests"}},
 		{"Unknown", true, []v1.Capability{}},
 	}
 	for _, c := range cases {

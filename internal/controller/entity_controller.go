@@ -127,6 +127,9 @@ func readyMessage(e *v1.Entity) string {
 	if l.Pending > 0 {
 		msg += ", " + waiting(l.Pending) + " for a license"
 	}
+	if l.Requested > 0 {
+		msg += fmt.Sprintf(", %d licenses requested", l.Requested)
+	}
 	return msg
 }
 
@@ -314,6 +317,7 @@ func (r *EntityReconciler) rollup(ctx context.Context, e *v1.Entity, namespace s
 		lic.Used += s.Used
 		lic.Available += s.Available
 		lic.Pending += s.Pending
+		lic.Requested += s.Requested
 	}
 	uc := v1.UserCounts{Total: int32(len(users.Items))}
 	for i := range users.Items {

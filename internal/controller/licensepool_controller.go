@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +71,7 @@ const expectationTimeout = 30 * time.Second
 // +kubebuilder:rbac:groups=tenancy.visio.dev,resources=licensepools/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=tenancy.visio.dev,resources=platformusers,verbs=get;list;watch
 // +kubebuilder:rbac:groups=tenancy.visio.dev,resources=platformusers/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=tenancy.visio.dev,resources=licenserequests,verbs=get;list;watch;update;patch
 
 // Reconcile recounts one license pool.
 func (r *LicensePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -100,10 +102,17 @@ func (r *LicensePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	requests, err := r.requestsOf(ctx, req.NamespacedName)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	var capacity int32
 	var nextExpiry *metav1.Time
 	if pool != nil && pool.DeletionTimestamp.IsZero() && place.entity != "" {
-		capacity, nextExpiry = pool.CapacityAt(now)
+		if err := r.takeCharge(ctx, requests, now); err != nil {
+			return ctrl.Result{}, err
+		}
+		capacity, nextExpiry = pool.CapacityWith(v1.TotalRequests(requests, now), now)
 	}
 	claims := make([]licensing.Claim, len(users.Items))
 	for i := range users.Items {
@@ -142,12 +151,18 @@ func (r *LicensePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		}
 	}
 	r.recordUserEvents(users, alloc, pool, req.Name, capacity)
+	// Every user that lost a license is written: the requests being
+	// deleted, which this pass no longer counted, may go.
+	if err := r.release(ctx, requests); err != nil {
+		return ctrl.Result{}, err
+	}
 
 	if pool == nil {
 		metrics.ForgetPool(req.Namespace, req.Name)
 		return ctrl.Result{}, nil
 	}
-	return r.updatePoolStatus(ctx, pool, alloc, capacity, nextExpiry, users, now, place)
+	metrics.ObserveRequests(req.Namespace, place.entity, req.Name, requestCounts(requests, now))
+	return r.updatePoolStatus(ctx, pool, alloc, capacity, nextExpiry, users, requests, now, place)
 }
 
 // claimOf is how the allocator sees a user of the pool named pool.
@@ -293,10 +308,12 @@ func (r *LicensePoolReconciler) cachedResourceVersion(ctx context.Context) func(
 // updatePoolStatus writes the pool's counts, drops the reservations that are no
 // longer needed, and asks to come back when the next grant or reservation expires.
 func (r *LicensePoolReconciler) updatePoolStatus(ctx context.Context, pool *v1.LicensePool, alloc licensing.Allocation,
-	capacity int32, nextExpiry *metav1.Time, users *v1.PlatformUserList, now time.Time, place userPlace) (ctrl.Result, error) {
+	capacity int32, nextExpiry *metav1.Time, users *v1.PlatformUserList, requests []v1.LicenseRequest, now time.Time,
+	place userPlace) (ctrl.Result, error) {
 	orig := pool.DeepCopy()
 	st := &pool.Status
 	st.Capacity, st.Used, st.Available, st.Pending = capacity, alloc.Licensed, alloc.Available, alloc.Waiting
+	st.Requested = int32(min(v1.TotalRequests(requests, now).Requested, math.MaxInt32))
 	st.NextExpiry = nextExpiry
 
 	requeue := time.Duration(0)
@@ -313,6 +330,9 @@ func (r *LicensePoolReconciler) updatePoolStatus(ctx context.Context, pool *v1.L
 	msg := fmt.Sprintf("%d/%d licenses used", st.Used, st.Capacity)
 	if st.Pending > 0 {
 		msg += ", " + waiting(st.Pending)
+	}
+	if st.Requested > 0 {
+		msg += fmt.Sprintf(", %d requested", st.Requested)
 	}
 	switch {
 	case !pool.DeletionTimestamp.IsZero():
@@ -393,6 +413,7 @@ func (r *LicensePoolReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&v1.LicensePool{}).
 		Watches(&v1.PlatformUser{}, handler.EnqueueRequestsFromMapFunc(r.poolsOfUserAndEmail)).
 		Watches(&v1.Entity{}, handler.EnqueueRequestsFromMapFunc(r.poolsOfEntity), builder.WithPredicates(entityPlaceChanged)).
+		Watches(&v1.LicenseRequest{}, handler.EnqueueRequestsFromMapFunc(poolOfRequest), builder.WithPredicates(requestCountChanged)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Named("licensepool").
 		Complete(r)

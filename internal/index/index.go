@@ -40,6 +40,10 @@ const (
 	// platform's: claims are cluster-wide, and a label selector on the
 	// cache reads every one of them, for every room, at every pass.
 	ClaimVMR = "tenancy.visio.dev/claim-vmr"
+	// RequestPool indexes LicenseRequests by the pool they ask licenses of,
+	// so that a pool's recount finds its requests and a pool event its
+	// requests' reconciles.
+	RequestPool = "tenancy.visio.dev/request-pool"
 )
 
 // Setup registers the field indexes on the manager's cache.
@@ -61,6 +65,11 @@ func Setup(ctx context.Context, indexer client.FieldIndexer) error {
 	}
 	if err := indexer.IndexField(ctx, &v1.PlatformUser{}, UserRole, func(o client.Object) []string {
 		return []string{string(o.(*v1.PlatformUser).RoleOrDefault())}
+	}); err != nil {
+		return err
+	}
+	if err := indexer.IndexField(ctx, &v1.LicenseRequest{}, RequestPool, func(o client.Object) []string {
+		return []string{o.(*v1.LicenseRequest).PoolName()}
 	}); err != nil {
 		return err
 	}

@@ -62,7 +62,7 @@ var poolLabels = []string{LabelNamespace, LabelEntity, LabelLicensePool}
 var (
 	poolCapacity = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "visio_licensepool_capacity",
-		Help: "Licenses the pool holds now: spec.licenses plus the grants not yet expired.",
+		Help: "Licenses the pool holds now: spec.licenses plus the grants and approved LicenseRequests not yet expired.",
 	}, poolLabels)
 	poolUsed = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "visio_licensepool_used",
@@ -114,7 +114,8 @@ var (
 // a registry of their own.
 func Collectors() []prometheus.Collector {
 	return []prometheus.Collector{poolCapacity, poolUsed, poolAvailable, poolPending, poolNextExpiry,
-		admissions, revocations, entityUsers, entityVMRs, provisionDuration, backendRequests}
+		admissions, revocations, entityUsers, entityVMRs, provisionDuration, backendRequests,
+		licenseRequests, oldestPendingRequest}
 }
 
 func init() {
@@ -124,7 +125,8 @@ func init() {
 // poolVecs hold one series per pool, deleted together.
 var poolVecs = []interface {
 	DeletePartialMatch(prometheus.Labels) int
-}{poolCapacity, poolUsed, poolAvailable, poolPending, poolNextExpiry, admissions, revocations}
+}{poolCapacity, poolUsed, poolAvailable, poolPending, poolNextExpiry, admissions, revocations,
+	licenseRequests, oldestPendingRequest}
 
 // entities remembers the entity label each pool's series carry, so that a
 // pool whose namespace changes hands loses its old series.

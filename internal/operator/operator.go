@@ -116,6 +116,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		&controller.LicensePoolReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder("licensepool-controller"), Clock: o.Clock,
 			PlatformEntity: o.PlatformEntity,
 			ReservationTTL: o.ReservationTTL, MaxConcurrentReconciles: o.MaxConcurrentReconciles},
+		&controller.LicenseRequestReconciler{Client: mgr.GetClient(), Recorder: recorder("licenserequest-controller"), Clock: o.Clock},
 		&controller.VMRReconciler{Client: mgr.GetClient(), Recorder: recorder("vmr-controller"), Backend: o.Backend,
 			NumericIDMin: o.NumericIDs.Min, NumericIDMax: o.NumericIDs.Max, JoinBaseURL: o.JoinBaseURL, SIPDomain: o.SIPDomain,
 			DriftCheckInterval: o.DriftCheckInterval, BackendTimeout: o.BackendTimeout, MaxConcurrentReconciles: o.MaxConcurrentReconciles},

@@ -288,7 +288,14 @@ func (r *licenseReserver) round(ctx context.Context, key types.NamespacedName, p
 		return answers, nil, nil, false, nil // admitted; the users wait for a license if none is free
 	}
 	now := r.opts.Clock.Now()
-	capacity, _ := pool.CapacityAt(now)
+	// The approved requests the controller counts (they carry its
+	// finalizer), as this replica's cache shows them: one approval not seen
+	// yet refuses a user the pool could take, never the reverse.
+	requests := &v1.LicenseRequestList{}
+	if err := r.cache.List(ctx, requests, client.InNamespace(key.Namespace), client.MatchingFields{index.RequestPool: key.Name}); err != nil {
+		return answers, nil, nil, false, fmt.Errorf("cannot list the license requests of pool %q: %w", key.Name, err)
+	}
+	capacity, _ := pool.CapacityWith(v1.TotalRequests(requests.Items, now), now)
 	l, err := r.newLedger(ctx, pool, now)
 	if err != nil {
 		return answers, nil, nil, false, err

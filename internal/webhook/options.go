@@ -51,6 +51,9 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if err := ctrl.NewWebhookManagedBy(mgr, &v1.LicensePool{}).WithValidator(&LicensePoolValidator{checker: base}).Complete(); err != nil {
 		return err
 	}
+	if err := ctrl.NewWebhookManagedBy(mgr, &v1.LicenseRequest{}).WithValidator(&LicenseRequestValidator{checker: base}).Complete(); err != nil {
+		return err
+	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &v1.Entity{}).WithValidator(&EntityValidator{checker: base, APIReader: mgr.GetAPIReader()}).Complete(); err != nil {
 		return err
 	}
