@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "visio.dev/operator/api/v1alpha1"
@@ -79,6 +80,10 @@ func requestReady(g Gomega, ns, name, reason string) *v1.LicenseRequest {
 		g.Expect(c).NotTo(BeNil())
 		g.Expect(c.Reason).To(Equal(reason), "Ready: %s", c.Message)
 		g.Expect(c.ObservedGeneration).To(Equal(lr.Generation))
+		// What Flux, Argo CD and kubectl wait read of it.
+		want := map[string]status.Status{v1.ReasonAwaitingDecision: status.InProgressStatus, v1.ReasonGranted: status.CurrentStatus,
+			v1.ReasonDenied: status.FailedStatus, v1.ReasonExpired: status.FailedStatus}[reason]
+		g.Expect(kstatusOf(g, lr).Status).To(Equal(want), "kstatus of a request %s", reason)
 	}).WithTimeout(30 * time.Second).Should(Succeed())
 	return lr
 }
