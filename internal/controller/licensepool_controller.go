@@ -108,8 +108,9 @@ func (r *LicensePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 	var capacity int32
 	var nextExpiry *metav1.Time
+	var chargeAgain bool
 	if pool != nil && pool.DeletionTimestamp.IsZero() && place.entity != "" {
-		if err := r.takeCharge(ctx, requests, now); err != nil {
+		if chargeAgain, err = r.takeCharge(ctx, requests, now); err != nil {
 			return ctrl.Result{}, err
 		}
 		capacity, nextExpiry = pool.CapacityWith(v1.TotalRequests(requests, now), now)
@@ -162,7 +163,11 @@ func (r *LicensePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, nil
 	}
 	metrics.ObserveRequests(req.Namespace, place.entity, req.Name, requestCounts(requests, now))
-	return r.updatePoolStatus(ctx, pool, alloc, capacity, nextExpiry, users, requests, now, place)
+	res, err := r.updatePoolStatus(ctx, pool, alloc, capacity, nextExpiry, users, requests, now, place)
+	if chargeAgain && err == nil && (res.RequeueAfter == 0 || res.RequeueAfter > time.Second) {
+		res.RequeueAfter = time.Second
+	}
+	return res, err
 }
 
 // claimOf is how the allocator sees a user of the pool named pool.

@@ -42,8 +42,10 @@ func (r *LicensePoolReconciler) requestsOf(ctx context.Context, pool types.Names
 
 // takeCharge adds the finalizer to the approved, unexpired requests that lack
 // it, so that they may count in this pass. A request whose finalizer could not
-// be written does not count yet; its next event brings a new pass.
-func (r *LicensePoolReconciler) takeCharge(ctx context.Context, requests []v1.LicenseRequest, now time.Time) error {
+// be written for a conflict (its controller wrote its conditions meanwhile)
+// does not count yet, and retry asks for another pass: that write's event
+// does not reach the pool.
+func (r *LicensePoolReconciler) takeCharge(ctx context.Context, requests []v1.LicenseRequest, now time.Time) (retry bool, err error) {
 	for i := range requests {
 		lr := &requests[i]
 		if !lr.Approved() || lr.ExpiredAt(now) || !lr.DeletionTimestamp.IsZero() || lr.HasFinalizer() {
@@ -53,13 +55,15 @@ func (r *LicensePoolReconciler) takeCharge(ctx context.Context, requests []v1.Li
 		controllerutil.AddFinalizer(lr, v1.LicenseRequestFinalizer)
 		if err := r.Patch(ctx, lr, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 			*lr = *orig
-			if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-				continue
+			switch {
+			case apierrors.IsConflict(err):
+				retry = true
+			case !apierrors.IsNotFound(err):
+				return retry, fmt.Errorf("cannot take charge of license request %q: %w", lr.Name, err)
 			}
-			return fmt.Errorf("cannot take charge of license request %q: %w", lr.Name, err)
 		}
 	}
-	return nil
+	return retry, nil
 }
 
 // release lets the requests being deleted go, once the pass that no longer

@@ -153,8 +153,9 @@ func TestMetricsFollowPools(t *testing.T) {
 
 	// Label values name entities, namespaces and pools only: never a user.
 	allowed := map[string]map[string]bool{
-		"result":    {"admitted": true, "refused": true},
-		"state":     {"licensed": true, "waiting": true, "inactive": true, "ready": true, "not_ready": true},
+		"result": {"admitted": true, "refused": true},
+		"state": {"licensed": true, "waiting": true, "inactive": true, "ready": true, "not_ready": true,
+			"pending": true, "approved": true, "denied": true, "expired": true},
 		"role":      {"User": true, "DelegatedOrganizer": true, "Administrator": true, "Concierge": true},
 		"backend":   {"embedded": true, "pexip": true},
 		"operation": {"find": true, "get": true, "create": true, "update": true, "delete": true, "release": true, "list_tagged": true},
