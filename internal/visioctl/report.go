@@ -23,6 +23,8 @@ import (
 type EntityReport struct {
 	Entity    string `json:"entity"`
 	Namespace string `json:"namespace"`
+	// LicenseCounts holds capacity, used, available, pending and requested
+	// (licenses asked for by LicenseRequests awaiting a decision).
 	v1.LicenseCounts
 	// NextExpiry is when the next grant of the entity's pools expires.
 	NextExpiry *time.Time   `json:"nextExpiry"`
@@ -44,8 +46,8 @@ func newReportCommand(o *Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "report [-A | -n NAMESPACE]",
 		Short: "Show the usage of every entity you may read: licenses, users per role, rooms",
-		Long: `Show one row per entity: license capacity, used, available and pending (summed
-over its license pools), when the next granted licenses expire, its users per
+		Long: `Show one row per entity: license capacity, used, available, pending and
+requested (awaiting a decision), summed over its license pools, when the next granted licenses expire, its users per
 role and its rooms ready out of total.
 
 Without -n, every entity you may read: a concierge sees them all, an entity
@@ -150,6 +152,7 @@ func (o *Options) report(ctx context.Context, all bool) ([]EntityReport, error) 
 		r.Used += p.Status.Used
 		r.Available += p.Status.Available
 		r.Pending += p.Status.Pending
+		r.Requested += p.Status.Requested
 		if x := p.Status.NextExpiry; x != nil && (r.NextExpiry == nil || x.Time.Before(*r.NextExpiry)) {
 			t := x.UTC()
 			r.NextExpiry = &t
@@ -211,7 +214,7 @@ func (o *Options) printReport(rows []EntityReport, output string) error {
 		return enc.Encode(rows)
 	case "csv":
 		w := csv.NewWriter(o.Out)
-		header := []string{"entity", "namespace", "capacity", "used", "available", "pending", "nextExpiry", "users"}
+		header := []string{"entity", "namespace", "capacity", "used", "available", "pending", "requested", "nextExpiry", "users"}
 		for _, role := range v1.Roles {
 			header = append(header, string(role))
 		}
@@ -219,7 +222,8 @@ func (o *Options) printReport(rows []EntityReport, output string) error {
 			return err
 		}
 		for _, r := range rows {
-			rec := []string{r.Entity, r.Namespace, itoa(r.Capacity), itoa(r.Used), itoa(r.Available), itoa(r.Pending), expiry(r.NextExpiry, ""), itoa(r.Users.Total)}
+			rec := []string{r.Entity, r.Namespace, itoa(r.Capacity), itoa(r.Used), itoa(r.Available), itoa(r.Pending), itoa(r.Requested),
+				expiry(r.NextExpiry, ""), itoa(r.Users.Total)}
 			for _, role := range v1.Roles {
 				rec = append(rec, itoa(r.Users.ByRole[role]))
 			}
@@ -231,9 +235,9 @@ func (o *Options) printReport(rows []EntityReport, output string) error {
 		return w.Error()
 	default:
 		w := tabwriter.NewWriter(o.Out, 0, 8, 2, ' ', 0)
-		_, _ = fmt.Fprintln(w, "ENTITY\tCAPACITY\tUSED\tAVAILABLE\tPENDING\tNEXT EXPIRY\tUSERS\tORGANIZERS\tADMINISTRATORS\tCONCIERGES\tROOMS")
+		_, _ = fmt.Fprintln(w, "ENTITY\tCAPACITY\tUSED\tAVAILABLE\tPENDING\tREQUESTED\tNEXT EXPIRY\tUSERS\tORGANIZERS\tADMINISTRATORS\tCONCIERGES\tROOMS")
 		for _, r := range rows {
-			_, _ = fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d/%d\n", r.Entity, r.Capacity, r.Used, r.Available, r.Pending,
+			_, _ = fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d/%d\n", r.Entity, r.Capacity, r.Used, r.Available, r.Pending, r.Requested,
 				expiry(r.NextExpiry, "-"), r.Users.ByRole[v1.RoleUser], r.Users.ByRole[v1.RoleDelegatedOrganizer],
 				r.Users.ByRole[v1.RoleAdministrator], r.Users.ByRole[v1.RoleConcierge], r.Rooms.Ready, r.Rooms.Total)
 		}

@@ -48,7 +48,7 @@ func NewCommand(streams genericiooptions.IOStreams, flags *genericclioptions.Con
 	o := &Options{IOStreams: streams, Flags: flags}
 	cmd := &cobra.Command{
 		Use:   "kubectl-visio",
-		Short: "Manage the users of visio entities from spreadsheets, and report their usage",
+		Short: "Manage the users of visio entities from spreadsheets, their license requests, and report their usage",
 		Long: `kubectl visio imports and exports the users of an entity from and to the
 spreadsheets administrators keep them in, and reports the usage of entities:
 licenses, users per role and rooms.`,
@@ -63,7 +63,7 @@ licenses, users per role and rooms.`,
 
 	users := &cobra.Command{Use: "users", Short: "Import and export the users of an entity"}
 	users.AddCommand(newImportCommand(o), newExportCommand(o))
-	cmd.AddCommand(users, newReportCommand(o))
+	cmd.AddCommand(users, newLicensesCommand(o), newReportCommand(o))
 	return cmd
 }
 
@@ -90,7 +90,7 @@ var scheme = func() *runtime.Scheme {
 // discovery request (nor the right to make one).
 func restMapper() meta.RESTMapper {
 	m := meta.NewDefaultRESTMapper([]schema.GroupVersion{v1.GroupVersion})
-	for _, kind := range []string{"PlatformUser", "LicensePool", "VMR"} {
+	for _, kind := range []string{"PlatformUser", "LicensePool", "LicenseRequest", "VMR"} {
 		m.Add(v1.GroupVersion.WithKind(kind), meta.RESTScopeNamespace)
 	}
 	m.Add(v1.GroupVersion.WithKind("Entity"), meta.RESTScopeRoot)

@@ -355,12 +355,12 @@ func TestCLIReport(t *testing.T) {
 	// The same numbers as CSV and as a table.
 	r := visio(g, nil, "report", "-n", nsA, "-o", "csv")
 	g.Expect(r.code).To(Equal(0), "%s", r)
-	g.Expect(r.out).To(Equal("entity,namespace,capacity,used,available,pending,nextExpiry,users,User,DelegatedOrganizer,Administrator,Concierge,roomsReady,roomsTotal\n" +
-		fmt.Sprintf("%s,%s,6,4,2,3,%s,7,5,1,1,0,1,1\n", eA.Name, nsA, expires.UTC().Format(time.RFC3339))))
+	g.Expect(r.out).To(Equal("entity,namespace,capacity,used,available,pending,requested,nextExpiry,users,User,DelegatedOrganizer,Administrator,Concierge,roomsReady,roomsTotal\n" +
+		fmt.Sprintf("%s,%s,6,4,2,3,0,%s,7,5,1,1,0,1,1\n", eA.Name, nsA, expires.UTC().Format(time.RFC3339))))
 	r = visio(g, nil, "report", "-n", nsB)
 	g.Expect(r.code).To(Equal(0), "%s", r)
-	g.Expect(r.out).To(MatchRegexp(`^ENTITY\s+CAPACITY\s+USED\s+AVAILABLE\s+PENDING\s+NEXT EXPIRY\s+USERS\s+ORGANIZERS\s+ADMINISTRATORS\s+CONCIERGES\s+ROOMS\n` +
-		eB.Name + `\s+5\s+1\s+4\s+0\s+-\s+0\s+0\s+1\s+0\s+0/0\n$`))
+	g.Expect(r.out).To(MatchRegexp(`^ENTITY\s+CAPACITY\s+USED\s+AVAILABLE\s+PENDING\s+REQUESTED\s+NEXT EXPIRY\s+USERS\s+ORGANIZERS\s+ADMINISTRATORS\s+CONCIERGES\s+ROOMS\n` +
+		eB.Name + `\s+5\s+1\s+4\s+0\s+0\s+-\s+0\s+0\s+1\s+0\s+0/0\n$`))
 }
 
 // sumPools adds up the status of the pools of ns.
