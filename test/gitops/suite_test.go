@@ -319,7 +319,7 @@ func (p *process) printTail(w *os.File, lines int) {
 	fmt.Fprintf(w, "\n----- last %d lines of %s -----\n%s\n", len(all), p.name, bytes.Join(all, []byte("\n")))
 }
 
-// processes names the processes that have ended (none should, while tests run).
+// exitedProcesses names the processes that have ended (none should while tests run).
 func exitedProcesses() []string {
 	var out []string
 	for _, p := range procs {
