@@ -152,6 +152,10 @@ type PlatformUser struct {
 	// +required
 	Spec PlatformUserSpec `json:"spec"`
 	// status is what the operator observed.
+	// Defaulted so that an object the operator has not reconciled yet reads as
+	// in progress (observedGeneration 0 < generation) rather than done: kstatus,
+	// and so Flux's health checks, take an object with no status as Current.
+	// +kubebuilder:default={observedGeneration: 0}
 	// +optional
 	Status PlatformUserStatus `json:"status,omitzero"`
 }

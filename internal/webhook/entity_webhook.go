@@ -59,9 +59,12 @@ func (v *EntityValidator) ValidateDelete(ctx context.Context, e *v1.Entity) (adm
 	if len(remains) == 0 {
 		return nil, nil
 	}
+	// The message starts with the reason the Entity's conditions use for the
+	// same refusal, so that what a GitOps tool reports of a refused prune
+	// (Flux's PruneFailed message, Argo CD's sync result) names it too.
 	return nil, apierrors.NewForbidden(v1.GroupVersion.WithResource("entities").GroupResource(), e.Name, fmt.Errorf(
-		"entity %q is protected from deletion and still has %s in namespace %q; delete them first, or set spec.deletionProtection to false to delete everything",
-		e.Name, strings.Join(remains, " and "), ns))
+		"%s: entity %q is protected from deletion and still has %s in namespace %q; delete them first, or set spec.deletionProtection to false to delete everything",
+		v1.ReasonDeletionProtected, e.Name, strings.Join(remains, " and "), ns))
 }
 
 func plural(n int, kind string) string {
