@@ -113,6 +113,9 @@ type LicenseRequest struct {
 	// +required
 	Spec LicenseRequestSpec `json:"spec"`
 	// status holds the decision and what the operator observed.
+	// Defaulted so that a request the operator has not reconciled yet reads
+	// as in progress, as every kind of the group does.
+	// +kubebuilder:default={observedGeneration: 0}
 	// +optional
 	Status LicenseRequestStatus `json:"status,omitzero"`
 }
