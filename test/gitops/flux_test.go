@@ -24,10 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-var (
-	gitRepositoryGVK = schema.GroupVersionKind{Group: "source.toolkit.fluxcd.io", Version: "v1", Kind: "GitRepository"}
-	kustomizationGVK = schema.GroupVersionKind{Group: "kustomize.toolkit.fluxcd.io", Version: "v1", Kind: "Kustomization"}
-)
+var kustomizationGVK = schema.GroupVersionKind{Group: "kustomize.toolkit.fluxcd.io", Version: "v1", Kind: "Kustomization"}
 
 // bootstrap creates what `flux bootstrap` would: the GitRepository of the
 // platform repository and the Kustomization of its clusters/local directory,

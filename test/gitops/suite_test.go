@@ -316,7 +316,7 @@ func (p *process) printTail(w *os.File, lines int) {
 	if len(all) > lines {
 		all = all[len(all)-lines:]
 	}
-	fmt.Fprintf(w, "\n----- last %d lines of %s -----\n%s\n", len(all), p.name, bytes.Join(all, []byte("\n")))
+	_, _ = fmt.Fprintf(w, "\n----- last %d lines of %s -----\n%s\n", len(all), p.name, bytes.Join(all, []byte("\n")))
 }
 
 // exitedProcesses names the processes that have ended (none should while tests run).
