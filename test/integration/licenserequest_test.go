@@ -82,7 +82,7 @@ func requestReady(g Gomega, ns, name, reason string) *v1.LicenseRequest {
 		g.Expect(c.ObservedGeneration).To(Equal(lr.Generation))
 		// What Flux, Argo CD and kubectl wait read of it.
 		want := map[string]status.Status{v1.ReasonAwaitingDecision: status.InProgressStatus, v1.ReasonGranted: status.CurrentStatus,
-			v1.ReasonDenied: status.FailedStatus, v1.ReasonExpired: status.FailedStatus}[reason]
+			v1.ReasonDenied: status.FailedStatus, v1.ReasonExpired: status.FailedStatus, v1.ReasonLicensePoolNotFound: status.FailedStatus}[reason]
 		g.Expect(kstatusOf(g, lr).Status).To(Equal(want), "kstatus of a request %s", reason)
 	}).WithTimeout(30 * time.Second).Should(Succeed())
 	return lr
@@ -342,5 +342,26 @@ func TestLicenseDecisionRefused(t *testing.T) {
 
 		requestReady(g, f.ns, "more", v1.ReasonAwaitingDecision)
 		poolCounts(g, f.ns, 1, 1)
+	})
+}
+
+// TestLicenseRequestForMissingPool: a request for a pool that does not exist
+// is refused at admission with a message naming the field, and, when the
+// webhooks are not called, reported Stalled by its controller.
+func TestLicenseRequestForMissingPool(t *testing.T) {
+	inBothModes(t, func(t *testing.T, webhooks bool) {
+		g := NewWithT(t)
+		_, ns := newEntity(t, g)
+		lr := &v1.LicenseRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "lost"},
+			Spec: v1.LicenseRequestSpec{LicensePool: "nope", Licenses: 3, Reason: "a pool that is not there"}}
+		err := k8s.Create(ctx(), lr)
+		if webhooks {
+			g.Expect(err).To(HaveOccurred())
+			g.Expect(err.Error()).To(ContainSubstring(`spec.licensePool: Not found: "nope (no such license pool in namespace ` + ns))
+			return
+		}
+		g.Expect(err).NotTo(HaveOccurred())
+		got := requestReady(g, ns, "lost", v1.ReasonLicensePoolNotFound)
+		g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, v1.StalledCondition)).To(BeTrue())
 	})
 }
