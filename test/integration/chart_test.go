@@ -57,7 +57,7 @@ func TestChartRendersAndApplies(t *testing.T) {
 		g.Expect(k8s.Apply(ctx(), client.ApplyConfigurationFromUnstructured(obj), client.DryRunAll, client.ForceOwnership, client.FieldOwner("chart-test"))).
 			To(Succeed(), "%s %s", obj.GetKind(), obj.GetName())
 	}
-	g.Expect(kinds).To(HaveKeyWithValue("CustomResourceDefinition", 5))
+	g.Expect(kinds).To(HaveKeyWithValue("CustomResourceDefinition", 6))
 	g.Expect(kinds).To(HaveKeyWithValue("Deployment", 1))
 	g.Expect(kinds).To(HaveKeyWithValue("ValidatingWebhookConfiguration", 1))
 	g.Expect(kinds).To(HaveKeyWithValue("Service", 2)) // webhook and metrics
