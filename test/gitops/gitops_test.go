@@ -104,7 +104,7 @@ func firstSync(t *testing.T) {
 func startManagerWhenInstalled(t *testing.T, g Gomega) {
 	g.Eventually(func(g Gomega) {
 		noProcessExited(g)
-		for _, name := range []string{"dialstringclaims", "entities", "licensepools", "platformusers", "vmrs"} {
+		for _, name := range []string{"dialstringclaims", "entities", "licensepools", "licenserequests", "platformusers", "vmrs"} {
 			crd := &apiextensionsv1.CustomResourceDefinition{}
 			g.Expect(k8s.Get(ctx(), client.ObjectKey{Name: name + ".tenancy.visio.dev"}, crd)).To(Succeed())
 			g.Expect(crdEstablished(crd)).To(BeTrue(), crd.Name)
