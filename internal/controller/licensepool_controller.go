@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -80,6 +81,13 @@ func (r *LicensePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err := r.primeAfterStart(ctx, req.Namespace, now); err != nil {
 		return ctrl.Result{}, err
 	}
+	if emptied, err := r.namespaceEmptied(ctx, req.Namespace); err != nil || emptied {
+		if err == nil {
+			metrics.ForgetPool(req.Namespace, req.Name)
+			err = r.letRequestsGo(ctx, req.NamespacedName)
+		}
+		return ctrl.Result{}, err
+	}
 	if !r.expectations.satisfied(req.NamespacedName, now, expectationTimeout, r.cachedResourceVersion(ctx)) {
 		// Our last writes have not reached the cache; their events requeue us.
 		logger.V(1).Info("Waiting for the cache to observe the previous pass")
@@ -142,6 +150,7 @@ func (r *LicensePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			others = append(others, updated)
 		}
 	}
+	wroteUsers := len(losing)+len(others) > 0
 	for _, batch := range [][]*v1.PlatformUser{losing, others} {
 		if conflict, err := r.writeUsers(ctx, req.NamespacedName, users, batch, now); err != nil {
 			return ctrl.Result{}, err
@@ -163,11 +172,35 @@ func (r *LicensePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, nil
 	}
 	metrics.ObserveRequests(req.Namespace, place.entity, req.Name, requestCounts(requests, now))
-	res, err := r.updatePoolStatus(ctx, pool, alloc, capacity, nextExpiry, users, requests, now, place)
+	res, err := r.updatePoolStatus(ctx, pool, alloc, capacity, nextExpiry, users, requests, now, place, wroteUsers)
 	if chargeAgain && err == nil && (res.RequeueAfter == 0 || res.RequeueAfter > time.Second) {
 		res.RequeueAfter = time.Second
 	}
 	return res, err
+}
+
+// namespaceEmptied reports whether namespace is being deleted. Its pools,
+// requests and users are then all going away, in whatever order the
+// namespace controller deletes them, and nobody reads their statuses any
+// more: writing them would be one write per user as each pool disappears
+// before its users, thousands for a large entity, for nothing.
+func (r *LicensePoolReconciler) namespaceEmptied(ctx context.Context, namespace string) (bool, error) {
+	ns := &corev1.Namespace{}
+	if err := r.Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil {
+		// Not an entity namespace (the cache holds those only), or gone.
+		return false, client.IgnoreNotFound(err)
+	}
+	return !ns.DeletionTimestamp.IsZero(), nil
+}
+
+// letRequestsGo removes the finalizer of the pool's requests being deleted,
+// in a namespace being emptied: the users they licensed go with it.
+func (r *LicensePoolReconciler) letRequestsGo(ctx context.Context, pool types.NamespacedName) error {
+	requests, err := r.requestsOf(ctx, pool)
+	if err != nil {
+		return err
+	}
+	return r.release(ctx, requests)
 }
 
 // claimOf is how the allocator sees a user of the pool named pool.
@@ -311,10 +344,13 @@ func (r *LicensePoolReconciler) cachedResourceVersion(ctx context.Context) func(
 }
 
 // updatePoolStatus writes the pool's counts, drops the reservations that are no
-// longer needed, and asks to come back when the next grant or reservation expires.
+// longer needed, and asks to come back when the next grant or reservation
+// expires. wroteUsers says the pass has just written users: their pool's
+// counts are then written in the same pass, so that a pool never disagrees
+// with its users for longer than the pass that wrote them.
 func (r *LicensePoolReconciler) updatePoolStatus(ctx context.Context, pool *v1.LicensePool, alloc licensing.Allocation,
 	capacity int32, nextExpiry *metav1.Time, users *v1.PlatformUserList, requests []v1.LicenseRequest, now time.Time,
-	place userPlace) (ctrl.Result, error) {
+	place userPlace, wroteUsers bool) (ctrl.Result, error) {
 	orig := pool.DeepCopy()
 	st := &pool.Status
 	st.Capacity, st.Used, st.Available, st.Pending = capacity, alloc.Licensed, alloc.Available, alloc.Waiting
@@ -351,21 +387,26 @@ func (r *LicensePoolReconciler) updatePoolStatus(ctx context.Context, pool *v1.L
 		return ctrl.Result{RequeueAfter: requeue}, nil
 	}
 	key := client.ObjectKeyFromObject(pool)
-	if wait := r.poolWrites.wait(key, now); wait > 0 && deferrable(pool, orig) {
-		// The pool's users are changing fast (a burst): its counts are
-		// written at most once per interval. Nothing depends on them being
-		// written sooner: admission counts a reservation until the write that
-		// counts its user, and the users' own status is already written.
+	if wait := r.poolWrites.wait(key, now); wait > 0 && !wroteUsers && deferrable(pool, orig) {
+		// Only the reservation list changed, on a pool written a moment ago
+		// (admissions in a burst): it is written at most once per interval.
+		// Nothing depends on it being written sooner: admission counts a
+		// reservation until the write that counts its user. Counts are
+		// never deferred: they are what people, dashboards and admission
+		// read.
 		if requeue == 0 || wait < requeue {
 			requeue = wait
 		}
 		return ctrl.Result{RequeueAfter: requeue}, nil
 	}
-	if err := patchStatusIfChanged(ctx, r.Client, orig, pool, &orig.Status, &pool.Status); err != nil {
+	written, err := writeStatusIfChanged(ctx, r.Client, orig, pool, &orig.Status, &pool.Status)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
-	metrics.ObservePool(ctx, r.Client, pool, alloc)
-	r.poolWrites.wrote(key, now)
+	if written {
+		metrics.ObservePool(ctx, r.Client, pool, alloc)
+		r.poolWrites.wrote(key, now)
+	}
 	return ctrl.Result{RequeueAfter: requeue}, nil
 }
 
@@ -374,11 +415,13 @@ func (r *LicensePoolReconciler) updatePoolStatus(ctx context.Context, pool *v1.L
 const maxDeferredReservations = 500
 
 // deferrable reports whether a pool's new status may wait for the counts
-// interval: never for a new generation, a deletion, or a reservation list
-// growing long.
+// interval: only when its counts and conditions are unchanged, and never for
+// a new generation, a deletion, or a reservation list growing long.
 func deferrable(pool, orig *v1.LicensePool) bool {
 	return pool.DeletionTimestamp.IsZero() && orig.Status.ObservedGeneration == pool.Generation &&
-		len(pool.Status.Reservations) < maxDeferredReservations
+		len(pool.Status.Reservations) < maxDeferredReservations &&
+		orig.Status.LicenseCounts == pool.Status.LicenseCounts &&
+		equality.Semantic.DeepEqual(orig.Status.Conditions, pool.Status.Conditions)
 }
 
 // liveReservations keeps the reservations that have not outlived the TTL and
