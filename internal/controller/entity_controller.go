@@ -7,7 +7,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
@@ -67,12 +66,11 @@ func (r *EntityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		if retErr != nil && !isTerminal(retErr) {
 			setFailed(&entity.Status.StatusBase, entity.Generation, retErr)
 		}
-		changed := !equality.Semantic.DeepEqual(&orig.Status, &entity.Status)
-		if err := patchStatusIfChanged(ctx, r.Client, orig, entity, &orig.Status, &entity.Status); err != nil {
-			if retErr == nil {
-				retErr = err
-			}
-		} else if changed {
+		written, err := writeStatusIfChanged(ctx, r.Client, orig, entity, &orig.Status, &entity.Status)
+		if err != nil && retErr == nil {
+			retErr = err
+		}
+		if written {
 			r.countsWrites.wrote(req.NamespacedName, now)
 		}
 	}()

@@ -22,20 +22,27 @@ import (
 // overwriting what another writer (an admission reservation, a newer pass)
 // stored.
 func patchStatusIfChanged(ctx context.Context, c client.Client, orig, obj client.Object, origStatus, newStatus any) error {
+	_, err := writeStatusIfChanged(ctx, c, orig, obj, origStatus, newStatus)
+	return err
+}
+
+// writeStatusIfChanged is patchStatusIfChanged that also tells whether the
+// new status was stored: not when nothing changed, nor when the write lost a
+// Conflict (the object's watch event is on its way and reconciles it again
+// with what is current).
+func writeStatusIfChanged(ctx context.Context, c client.Client, orig, obj client.Object, origStatus, newStatus any) (written bool, err error) {
 	if equality.Semantic.DeepEqual(origStatus, newStatus) {
-		return nil
+		return false, nil
 	}
 	patch := client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})
-	err := c.Status().Patch(ctx, obj, patch)
-	if apierrors.IsConflict(err) {
-		// The object changed since the cache showed it; its watch event is on
-		// its way and reconciles it again with what is current.
-		return nil
+	err = c.Status().Patch(ctx, obj, patch)
+	switch {
+	case err == nil:
+		return true, nil
+	case apierrors.IsConflict(err), apierrors.IsNotFound(err):
+		return false, nil
 	}
-	if client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("cannot write status: %w", err)
-	}
-	return nil
+	return false, fmt.Errorf("cannot write status: %w", err)
 }
 
 // isTerminal reports whether err asks not to be retried (an invalid spec that
