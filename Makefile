@@ -114,6 +114,10 @@ bench: ## Run the benchmarks of the pure logic.
 bench-burst: ## Measure a burst of 2,000 users across 20 pools against the floor, same run (BURST_POOLS=100: 10,000 users).
 	BURST_POOLS="$(BURST_POOLS)" KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" go test ./test/integration/ -run=NONE -bench=BenchmarkUserBurst -benchtime=1x -timeout 90m
 
+.PHONY: bench-quiet
+bench-quiet: ## Count every write to the API group in 10 s windows for 5 min after a burst settled and after a resync, straight and with a restart mid-burst (QUIET_USERS=10000).
+	QUIET_USERS="$(QUIET_USERS)" QUIET_WINDOWS="$(QUIET_WINDOWS)" KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" go test ./test/integration/ -run=NONE -bench=BenchmarkQuietAfterBurst -benchtime=1x -timeout 150m
+
 .PHONY: bench-writes
 bench-writes: ## What one status write of each kind costs the control plane: a plain object, a user, a pool with 100 reservations.
 	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" go test ./test/integration/ -run=NONE -bench=BenchmarkStatusWrite -benchtime=1x -timeout 30m

@@ -26,6 +26,7 @@ func TestQuietAfterBurst(t *testing.T) {
 	_, queued := newEntity(t, g)
 	newPool(g, ns, v1.DefaultLicensePool, 20, v1.EnforcementDeny)
 	newPool(g, queued, v1.DefaultLicensePool, 30, v1.EnforcementQueue)
+	freshDeny, freshQueue := watchFreshness(t, g, ns), watchFreshness(t, g, queued)
 	g.Expect(burst(g, ns, 100, nil)).To(Equal(20))
 	g.Expect(burst(g, queued, 40, nil)).To(Equal(40))
 	settleBoth := func() {
@@ -33,6 +34,15 @@ func TestQuietAfterBurst(t *testing.T) {
 		settle(g, queued, v1.DefaultLicensePool, 30, 10)
 	}
 	settleBoth()
+	// Pool status freshness: the pool write after its users' last write
+	// agrees with them (a full pool never reads as empty past it).
+	for _, f := range []*poolFreshness{freshDeny, freshQueue} {
+		r := f.report()
+		t.Logf("pool freshness: %s", r)
+		g.Expect(r.WatchErrors).To(BeEmpty())
+		g.Expect(r.Disagreeing).To(BeEmpty(), "pools whose counts disagree with their users once settled")
+		g.Expect(r.StaleAfterSettle).To(BeZero(), "pool writes older than the users' last write")
+	}
 
 	quiet := func(phase string, windows int) {
 		for w := range windows {
