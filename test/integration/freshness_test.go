@@ -219,11 +219,11 @@ func (f *poolFreshness) report() freshnessReport {
 			}
 			p.since = time.Time{}
 		}
-		full := p.seen && p.status.Capacity > 0 && p.licensed >= int(p.status.Capacity)
+		shownEmpty := p.seen && p.status.Capacity > 0 && p.licensed >= int(p.status.Capacity) && p.status.Used == 0
 		switch {
-		case full && p.status.Used == 0 && p.emptySince.IsZero():
+		case shownEmpty && p.emptySince.IsZero():
 			p.emptySince = at
-		case !(full && p.status.Used == 0) && !p.emptySince.IsZero():
+		case !shownEmpty && !p.emptySince.IsZero():
 			r.FullShownEmpty = max(r.FullShownEmpty, at.Sub(p.emptySince))
 			p.emptySince = time.Time{}
 		}
