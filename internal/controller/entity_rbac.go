@@ -15,6 +15,7 @@ import (
 
 	v1 "visio.dev/operator/api/v1alpha1"
 	"visio.dev/operator/internal/email"
+	"visio.dev/operator/internal/entityns"
 	"visio.dev/operator/internal/index"
 )
 
@@ -58,26 +59,22 @@ func (o RBACOptions) Subject(email string) rbacv1.Subject {
 
 // ensureRBAC binds the entity's Administrators (active or not: seed 000 lets an
 // inactive administrator keep administering) in its namespace and lets them
-// read their own Entity. Concierges are bound by the ConciergeReconciler. A
-// user whose email another user of the entity holds is bound to nothing.
-func (r *EntityReconciler) ensureRBAC(ctx context.Context, e *v1.Entity, ns *corev1.Namespace) error {
-	admins := &v1.PlatformUserList{}
-	if err := r.List(ctx, admins, client.InNamespace(ns.Name), client.MatchingFields{index.UserRole: string(v1.RoleAdministrator)}); err != nil {
-		return fmt.Errorf("cannot list administrators: %w", err)
-	}
-	if e.Name != r.PlatformEntity {
-		// A Concierge outside the platform entity (admission was not called)
-		// is no Concierge: it has what an Administrator of its entity has,
-		// and not more.
-		misplaced := &v1.PlatformUserList{}
-		if err := r.List(ctx, misplaced, client.InNamespace(ns.Name), client.MatchingFields{index.UserRole: string(v1.RoleConcierge)}); err != nil {
-			return fmt.Errorf("cannot list concierges: %w", err)
-		}
-		admins.Items = append(admins.Items, misplaced.Items...)
-	}
-	bound, err := emailHolders(ctx, r.Client, admins.Items)
+// read their own Entity. A sub-entity in its parent's hierarchy (parent not
+// nil) binds its parent's Administrators to exactly the same, and nothing
+// else: the subjects of the same bindings. Concierges are bound by the
+// ConciergeReconciler. A user whose email another user of the entity holds is
+// bound to nothing.
+func (r *EntityReconciler) ensureRBAC(ctx context.Context, e *v1.Entity, ns *corev1.Namespace, parent *v1.Entity) error {
+	bound, err := r.administrators(ctx, e, ns.Name)
 	if err != nil {
 		return err
+	}
+	if parent != nil {
+		theirs, err := r.parentAdministrators(ctx, parent)
+		if err != nil {
+			return err
+		}
+		bound = append(bound, theirs...)
 	}
 	adminSubjects := subjects(r.RBAC, bound)
 
@@ -111,6 +108,46 @@ func (r *EntityReconciler) ensureRBAC(ctx context.Context, e *v1.Entity, ns *cor
 		}
 	}
 	return nil
+}
+
+// administrators are the users of entity e, in its namespace ns, who
+// administer it: its Administrators, and outside the platform entity its
+// Concierges (admission was not called: a Concierge there is no Concierge,
+// it has what an Administrator of its entity has, and not more), less those
+// whose email another user of the entity holds.
+func (r *EntityReconciler) administrators(ctx context.Context, e *v1.Entity, ns string) ([]v1.PlatformUser, error) {
+	admins := &v1.PlatformUserList{}
+	if err := r.List(ctx, admins, client.InNamespace(ns), client.MatchingFields{index.UserRole: string(v1.RoleAdministrator)}); err != nil {
+		return nil, fmt.Errorf("cannot list the administrators of entity %q: %w", e.Name, err)
+	}
+	if e.Name != r.PlatformEntity {
+		misplaced := &v1.PlatformUserList{}
+		if err := r.List(ctx, misplaced, client.InNamespace(ns), client.MatchingFields{index.UserRole: string(v1.RoleConcierge)}); err != nil {
+			return nil, fmt.Errorf("cannot list the concierges of entity %q: %w", e.Name, err)
+		}
+		admins.Items = append(admins.Items, misplaced.Items...)
+	}
+	return emailHolders(ctx, r.Client, admins.Items)
+}
+
+// parentAdministrators are the administrators of parent, read from its own
+// namespace: the one it created (entityns), never one merely labelled with
+// its name. A parent whose namespace is not there (yet, or any more) has none.
+func (r *EntityReconciler) parentAdministrators(ctx context.Context, parent *v1.Entity) ([]v1.PlatformUser, error) {
+	if parent.Status.Namespace == "" {
+		return nil, nil
+	}
+	ns := &corev1.Namespace{}
+	if err := r.Get(ctx, client.ObjectKey{Name: parent.Status.Namespace}, ns); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("cannot read namespace %q of parent entity %q: %w", parent.Status.Namespace, parent.Name, err)
+	}
+	if !entityns.Owns(parent, ns) {
+		return nil, nil
+	}
+	return r.administrators(ctx, parent, ns.Name)
 }
 
 // subjects are the RBAC subjects of users, sorted and unique so that the
