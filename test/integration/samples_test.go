@@ -27,8 +27,11 @@ func TestSamplesReachReady(t *testing.T) {
 	g := NewWithT(t)
 	samples := loadSamples(g)
 	t.Cleanup(func() {
-		e := &v1.Entity{}
-		if k8s.Get(ctx(), client.ObjectKey{Name: samples[0].GetName()}, e) == nil {
+		for _, obj := range samples {
+			e := &v1.Entity{}
+			if obj.GetKind() != "Entity" || k8s.Get(ctx(), client.ObjectKey{Name: obj.GetName()}, e) != nil {
+				continue
+			}
 			e.Spec.DeletionProtection = new(bool)
 			_ = k8s.Update(ctx(), e)
 			_ = k8s.Delete(ctx(), e)
