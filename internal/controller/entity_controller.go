@@ -101,11 +101,11 @@ func (r *EntityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		// went: look again, once per interval, at one namespace by name.
 		return ctrl.Result{RequeueAfter: namespaceRecheckInterval}, nil
 	}
-	h, err := r.observeHierarchy(ctx, entity)
+	rel, err := hierarchy.Lookup(ctx, r.Client, entity, r.PlatformEntity)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := r.ensureRBAC(ctx, entity, ns, h.parent); err != nil {
+	if err := r.ensureRBAC(ctx, entity, ns, rel.Parent); err != nil {
 		return ctrl.Result{}, err
 	}
 	if wait := r.countsWrites.wait(req.NamespacedName, now); wait > 0 {
@@ -115,15 +115,15 @@ func (r *EntityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		// now, with the counts of the last write. The exhaustion warning
 		// waits for the pass that counts, so it is given once, with the
 		// status that says it.
-		setHierarchyStatus(entity, h)
-		r.finishPass(entity, h)
+		setHierarchyStatus(entity, rel)
+		r.finishPass(entity, rel)
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
 	if err := r.rollup(ctx, entity, ns.Name); err != nil {
 		return ctrl.Result{}, err
 	}
-	setHierarchyStatus(entity, h)
-	r.finishPass(entity, h)
+	setHierarchyStatus(entity, rel)
+	r.finishPass(entity, rel)
 	r.warnWhenFull(entity, orig.Status.Licenses)
 	return ctrl.Result{}, nil
 }
