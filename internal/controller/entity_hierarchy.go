@@ -31,10 +31,10 @@ func setHierarchyStatus(e *v1.Entity, rel hierarchy.Relatives) {
 // Warning event marks the transition.
 func (r *EntityReconciler) finishPass(e *v1.Entity, rel hierarchy.Relatives) {
 	if s := rel.Standing; !s.InHierarchy() {
-		if cond := findCondition(e.Status.Conditions, v1.StalledCondition); cond == nil || cond.Reason != s.Reason || cond.Message != s.Message {
-			r.Recorder.Eventf(e, nil, corev1.EventTypeWarning, s.Reason, "Nest", s.Message)
+		if cond := findCondition(e.Status.Conditions, v1.StalledCondition); cond == nil || cond.Reason != s.Reason || cond.Message != s.Condition {
+			r.Recorder.Eventf(e, nil, corev1.EventTypeWarning, s.Reason, "Nest", s.Condition)
 		}
-		setPhase(&e.Status.StatusBase, e.Generation, phaseStalled, s.Reason, s.Message)
+		setPhase(&e.Status.StatusBase, e.Generation, phaseStalled, s.Reason, s.Condition)
 		return
 	}
 	setPhase(&e.Status.StatusBase, e.Generation, phaseReady, v1.ReasonReconciled, readyMessage(e))

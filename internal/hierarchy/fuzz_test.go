@@ -41,7 +41,7 @@ func FuzzCheck(f *testing.F) {
 		}
 		switch s.Reason {
 		case "":
-			if s.Message != "" {
+			if s.Message != "" || s.Condition != "" {
 				t.Fatalf("a child in the hierarchy has message %q", s.Message)
 			}
 			return
@@ -57,6 +57,9 @@ func FuzzCheck(f *testing.F) {
 			if !strings.Contains(s.Message, fmt.Sprintf("%q", n)) {
 				t.Fatalf("message %q does not name %q", s.Message, n)
 			}
+		}
+		if !strings.HasPrefix(s.Condition, s.Message+"; ") {
+			t.Fatalf("condition %q does not start with the message %q", s.Condition, s.Message)
 		}
 	})
 }

@@ -30,10 +30,13 @@ func CanBeParent(e *v1.Entity, platformEntity string) bool {
 
 // Standing is where a sub-entity stands: Reason is empty when it is in its
 // parent's hierarchy, else the Stalled reason (ReasonNestingTooDeep,
-// ReasonParentNotFound) and Message says why, naming both entities.
+// ReasonParentNotFound); Message says why, naming both entities, as
+// admission refuses it; Condition says the same and what the controller does
+// about it, as the entity's Stalled condition.
 type Standing struct {
-	Reason  string
-	Message string
+	Reason    string
+	Message   string
+	Condition string
 }
 
 // InHierarchy reports whether the child stands in its parent's hierarchy.
@@ -43,22 +46,24 @@ func (s Standing) InHierarchy() bool { return s.Reason == "" }
 // the Entity spec.parent names, or nil when it does not exist.
 func Check(child, parent *v1.Entity, platformEntity string) Standing {
 	name, want := child.Name, child.Spec.Parent
+	const out = "; it stays out of the hierarchy: the administrators of %q get nothing in it and %q does not count it"
+	tooDeep := func(format string, args ...any) Standing {
+		msg := fmt.Sprintf(format, args...)
+		return Standing{v1.ReasonNestingTooDeep, msg, msg + fmt.Sprintf(out, want, want)}
+	}
 	switch {
 	case child.Name == platformEntity:
-		return Standing{v1.ReasonNestingTooDeep, fmt.Sprintf(
-			"entity %q is the platform entity and cannot be a sub-entity of %q: the platform entity is neither parent nor child; it stays out of the hierarchy", name, want)}
+		return tooDeep("entity %q is the platform entity and cannot be a sub-entity of %q: the platform entity is neither parent nor child", name, want)
 	case want == platformEntity:
-		return Standing{v1.ReasonNestingTooDeep, fmt.Sprintf(
-			"entity %q cannot be a sub-entity of %q: %q is the platform entity, which is neither parent nor child; it stays out of the hierarchy", name, want, want)}
+		return tooDeep("entity %q cannot be a sub-entity of %q: %q is the platform entity, which is neither parent nor child", name, want, want)
 	case want == name:
-		return Standing{v1.ReasonNestingTooDeep, fmt.Sprintf("entity %q cannot be its own parent", name)}
+		return tooDeep("entity %q cannot be its own parent", name)
 	case parent == nil:
-		return Standing{v1.ReasonParentNotFound, fmt.Sprintf(
-			"entity %q names %q as its parent, which does not exist; it stays out of the hierarchy until Entity %q is created", name, want, want)}
+		msg := fmt.Sprintf("entity %q names %q as its parent, which does not exist", name, want)
+		return Standing{v1.ReasonParentNotFound, msg, msg + fmt.Sprintf("; it stays out of the hierarchy until Entity %q is created", want)}
 	case parent.Spec.Parent != "":
-		return Standing{v1.ReasonNestingTooDeep, fmt.Sprintf(
-			"entity %q cannot be a sub-entity of %q: %q is itself a sub-entity of %q, and sub-entities are one level deep; it stays out of the hierarchy (name %q or another entity without a parent)",
-			name, want, want, parent.Spec.Parent, parent.Spec.Parent)}
+		return tooDeep("entity %q cannot be a sub-entity of %q: %q is itself a sub-entity of %q, and sub-entities are one level deep (name %q or another entity without a parent)",
+			name, want, want, parent.Spec.Parent, parent.Spec.Parent)
 	}
 	return Standing{}
 }

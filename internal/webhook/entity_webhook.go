@@ -54,7 +54,7 @@ func (v *EntityValidator) ValidateCreate(ctx context.Context, e *v1.Entity) (adm
 	var warnings admission.Warnings
 	switch s := hierarchy.Check(e, parent, v.opts.PlatformEntity); {
 	case s.Reason == v1.ReasonParentNotFound:
-		warnings = append(warnings, fmt.Sprintf("spec.parent: %s", s.Message))
+		warnings = append(warnings, fmt.Sprintf("spec.parent: %s", s.Condition))
 	case !s.InHierarchy():
 		return nil, invalidEntity(e, field.Invalid(path, e.Spec.Parent, s.Message))
 	}
