@@ -510,3 +510,51 @@ func TestHierarchySubtree(t *testing.T) {
 	g.Expect(a.Status.Subtree).To(BeNil())
 	g.Expect(strings.Join(parent.Status.Children, ",")).To(Equal(a.Name + "," + b.Name))
 }
+
+// TestHierarchyQuiet (guarantee 6): a parent and its children watch each
+// other, and once settled they write nothing, also after a restart whose
+// resync reconciles every one of them.
+func TestHierarchyQuiet(t *testing.T) {
+	g := NewWithT(t)
+	counter := &writeCounter{}
+	restart := withManager(t, counter, func(*operator.Options) {})
+	parent, nsP := createHierarchyEntity(t, g, "parent", "")
+	a, nsA := createHierarchyEntity(t, g, "a", parent.Name)
+	_, nsB := createHierarchyEntity(t, g, "b", parent.Name)
+	for _, ns := range []string{nsP, nsA, nsB} {
+		newPool(g, ns, v1.DefaultLicensePool, 3, v1.EnforcementQueue)
+		g.Expect(k8s.Create(ctx(), withRole(newUser(ns, "admin", false), v1.RoleAdministrator))).To(Succeed())
+		g.Expect(k8s.Create(ctx(), newUser(ns, "user", true))).To(Succeed())
+	}
+	settled := func() {
+		g.Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx(), client.ObjectKeyFromObject(parent), parent)).To(Succeed())
+			g.Expect(parent.Status.Subtree).NotTo(BeNil())
+			g.Expect(parent.Status.Subtree.Users.Total).To(Equal(int32(6)))
+			g.Expect(parent.Status.Subtree.Licenses.Used).To(Equal(int32(3)))
+			g.Expect(bindingSubjects(g, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: nsA, Name: "visio-parent-administrators"}})).
+				To(Equal([]string{"admin@" + nsP + ".example"}))
+		}).WithTimeout(entityTimeout).Should(Succeed())
+		waitEntityReady(g, a)
+	}
+	quiet := func(phase string) {
+		before := counter.snapshot()
+		time.Sleep(quietWindow)
+		delta := map[string]int64{}
+		for k, v := range counter.snapshot() {
+			if d := v - before[k]; d != 0 {
+				delta[k] = d
+			}
+		}
+		t.Logf("%s (%s): manager writes %v", phase, quietWindow, delta)
+		g.Expect(delta).To(BeEmpty(), "%s: the manager wrote", phase)
+	}
+	settled()
+	// Past the interval at which counts are written at most once.
+	time.Sleep(2 * time.Second)
+	quiet("settled")
+	restart()
+	settled()
+	time.Sleep(2 * time.Second)
+	quiet("after a restart and its full resync")
+}
