@@ -142,6 +142,8 @@ fuzz: ## Fuzz the validators and the allocator for 30s each.
 	go test ./internal/userimport/ -run=NONE -fuzz=FuzzParse -fuzztime=30s
 	go test ./internal/rooms/ -run=NONE -fuzz=FuzzName -fuzztime=30s
 	go test ./internal/rooms/ -run=NONE -fuzz=FuzzPick -fuzztime=30s
+	go test ./internal/hierarchy/ -run=NONE -fuzz=FuzzCheck -fuzztime=30s
+	go test ./internal/hierarchy/ -run=NONE -fuzz=FuzzForest -fuzztime=30s
 
 .PHONY: controlplane
 controlplane: ## Build (or find cached) the control-plane binaries and print their directory.

@@ -42,6 +42,15 @@ const (
 	// protected and still has users or rooms; it waits until they are gone or
 	// spec.deletionProtection is set to false.
 	ReasonDeletionProtected = "DeletionProtected"
+	// ReasonNestingTooDeep (Entity): spec.parent names an Entity that cannot be
+	// a parent (it has a parent itself, or it is the platform entity), or this
+	// entity is the platform entity; the entity is kept out of the hierarchy
+	// (its parent's Administrators get nothing in it, it is not counted in
+	// the parent's subtree). Admission refuses this where it runs.
+	ReasonNestingTooDeep = "NestingTooDeep"
+	// ReasonParentNotFound (Entity): spec.parent names an Entity that does not
+	// exist; the entity stays out of the hierarchy until it does.
+	ReasonParentNotFound = "ParentNotFound"
 
 	// ReasonLicensed (PlatformUser): active and holding a license.
 	ReasonLicensed = "Licensed"

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -20,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "visio.dev/operator/api/v1alpha1"
+	"visio.dev/operator/internal/hierarchy"
 	"visio.dev/operator/internal/index"
 	"visio.dev/operator/internal/metrics"
 )
@@ -97,7 +99,11 @@ func (r *EntityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		// went: look again, once per interval, at one namespace by name.
 		return ctrl.Result{RequeueAfter: namespaceRecheckInterval}, nil
 	}
-	if err := r.ensureRBAC(ctx, entity, ns); err != nil {
+	rel, err := hierarchy.Lookup(ctx, r.Client, entity, r.PlatformEntity)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.ensureRBAC(ctx, entity, ns, rel.Parent); err != nil {
 		return ctrl.Result{}, err
 	}
 	if wait := r.countsWrites.wait(req.NamespacedName, now); wait > 0 {
@@ -107,13 +113,15 @@ func (r *EntityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		// now, with the counts of the last write. The exhaustion warning
 		// waits for the pass that counts, so it is given once, with the
 		// status that says it.
-		setPhase(&entity.Status.StatusBase, entity.Generation, phaseReady, v1.ReasonReconciled, readyMessage(entity))
+		setHierarchyStatus(entity, rel)
+		r.finishPass(entity, rel)
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
 	if err := r.rollup(ctx, entity, ns.Name); err != nil {
 		return ctrl.Result{}, err
 	}
-	setPhase(&entity.Status.StatusBase, entity.Generation, phaseReady, v1.ReasonReconciled, readyMessage(entity))
+	setHierarchyStatus(entity, rel)
+	r.finishPass(entity, rel)
 	r.warnWhenFull(entity, orig.Status.Licenses)
 	return ctrl.Result{}, nil
 }
@@ -127,6 +135,9 @@ func readyMessage(e *v1.Entity) string {
 	}
 	if l.Requested > 0 {
 		msg += fmt.Sprintf(", %d licenses requested", l.Requested)
+	}
+	if n := len(e.Status.Children); n > 0 {
+		msg += ", " + subEntities(n)
 	}
 	return msg
 }
@@ -266,24 +277,35 @@ func (r *EntityReconciler) protectDeletion(ctx context.Context, e *v1.Entity, na
 	if err := r.APIReader.List(ctx, vmrs, client.InNamespace(namespace)); err != nil {
 		return false, fmt.Errorf("cannot count the rooms of namespace %q: %w", namespace, err)
 	}
+	children, err := hierarchy.ProtectingChildren(ctx, r.APIReader, e, r.PlatformEntity)
+	if err != nil {
+		return false, err
+	}
 	nu, nv := int32(len(users.Items)), int32(len(vmrs.Items))
-	if nu == 0 && nv == 0 {
+	if nu == 0 && nv == 0 && len(children) == 0 {
 		return false, nil
 	}
-	var remains string
-	switch {
-	case nu > 0 && nv > 0:
-		remains = count(nu, "user") + " and " + count(nv, "room")
-	case nu > 0:
-		remains = count(nu, "user")
-	default:
-		remains = count(nv, "room")
+	var what []string
+	if nu > 0 || nv > 0 {
+		var remains string
+		switch {
+		case nu > 0 && nv > 0:
+			remains = count(nu, "user") + " and " + count(nv, "room")
+		case nu > 0:
+			remains = count(nu, "user")
+		default:
+			remains = count(nv, "room")
+		}
+		verb := "remain"
+		if nu+nv == 1 {
+			verb = "remains"
+		}
+		what = append(what, fmt.Sprintf("%s %s in namespace %q", remains, verb, namespace))
 	}
-	verb := "remain"
-	if nu+nv == 1 {
-		verb = "remains"
+	if len(children) > 0 {
+		what = append(what, fmt.Sprintf("%s %s %s", subEntities(len(children)), hierarchy.Names(children, 10), pick(len(children) == 1, "names it as its parent", "name it as their parent")))
 	}
-	msg := fmt.Sprintf("deletion protected: %s %s in namespace %q; delete them or set spec.deletionProtection to false", remains, verb, namespace)
+	msg := fmt.Sprintf("deletion protected: %s; delete them or set spec.deletionProtection to false", strings.Join(what, "; "))
 	if cond := findCondition(e.Status.Conditions, v1.StalledCondition); cond == nil || cond.Reason != v1.ReasonDeletionProtected {
 		r.Recorder.Eventf(e, nil, corev1.EventTypeWarning, v1.ReasonDeletionProtected, "Delete", msg)
 	}
@@ -372,14 +394,7 @@ func (r *EntityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Clock = clock.RealClock{}
 	}
 	toEntity := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-		ns := &corev1.Namespace{}
-		if err := mgr.GetClient().Get(ctx, client.ObjectKey{Name: o.GetNamespace()}, ns); err != nil {
-			return nil
-		}
-		if name := ns.Labels[v1.EntityLabel]; name != "" {
-			return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: name}}}
-		}
-		return nil
+		return entityOfObject(ctx, mgr.GetClient(), o)
 	})
 	// A namespace maps to the Entity that asks for its name, whoever owns it:
 	// a squatting namespace that goes, or an earlier entity's that finishes
@@ -395,16 +410,82 @@ func (r *EntityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		return reqs
 	})
+	// An Entity's relatives: its parent (whose subtree counts it) and its
+	// children (whose RBAC and standing depend on it).
+	relatives := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		e := o.(*v1.Entity)
+		var reqs []reconcile.Request
+		if e.Spec.Parent != "" {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Name: e.Spec.Parent}})
+		}
+		return append(reqs, childrenOf(ctx, mgr.GetClient(), e.Name)...)
+	})
+	// A user maps to its entity and, when it administers it (the map sees
+	// both sides of an update, so a demotion too), to the entity's children,
+	// whose bindings name it.
+	toEntityAndChildren := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		reqs := entityOfObject(ctx, mgr.GetClient(), o)
+		if len(reqs) == 0 {
+			return nil
+		}
+		if role := o.(*v1.PlatformUser).RoleOrDefault(); role != v1.RoleAdministrator && role != v1.RoleConcierge {
+			return reqs
+		}
+		return append(reqs, childrenOf(ctx, mgr.GetClient(), reqs[0].Name)...)
+	})
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1.Entity{}).
+		Watches(&v1.Entity{}, relatives).
 		Owns(&corev1.Namespace{}).
 		Watches(&corev1.Namespace{}, byName).
 		Owns(&rbacv1.RoleBinding{}).
 		Owns(&rbacv1.ClusterRole{}).
 		Owns(&rbacv1.ClusterRoleBinding{}).
 		Watches(&v1.LicensePool{}, toEntity, builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
-		Watches(&v1.PlatformUser{}, toEntity).
+		Watches(&v1.PlatformUser{}, toEntityAndChildren).
 		Watches(&v1.VMR{}, toEntity).
 		Named("entity").
 		Complete(r)
+}
+
+// entityOfObject maps an object of an entity namespace to its Entity, by the
+// namespace's label.
+func entityOfObject(ctx context.Context, c client.Reader, o client.Object) []reconcile.Request {
+	ns := &corev1.Namespace{}
+	if err := c.Get(ctx, client.ObjectKey{Name: o.GetNamespace()}, ns); err != nil {
+		return nil
+	}
+	if name := ns.Labels[v1.EntityLabel]; name != "" {
+		return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: name}}}
+	}
+	return nil
+}
+
+// childrenOf maps an Entity to the Entities that name it as their parent,
+// through the cache's index.
+func childrenOf(ctx context.Context, c client.Reader, name string) []reconcile.Request {
+	children := &v1.EntityList{}
+	if err := c.List(ctx, children, client.MatchingFields{index.EntityParent: name}); err != nil {
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(children.Items))
+	for i := range children.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Name: children.Items[i].Name}})
+	}
+	return reqs
+}
+
+// subEntities says n sub-entities in English.
+func subEntities(n int) string {
+	if n == 1 {
+		return "1 sub-entity"
+	}
+	return fmt.Sprintf("%d sub-entities", n)
+}
+
+func pick(cond bool, yes, no string) string {
+	if cond {
+		return yes
+	}
+	return no
 }

@@ -15,6 +15,7 @@ import (
 
 	v1 "visio.dev/operator/api/v1alpha1"
 	"visio.dev/operator/internal/email"
+	"visio.dev/operator/internal/entityns"
 	"visio.dev/operator/internal/index"
 )
 
@@ -30,6 +31,10 @@ const (
 	// entityAdminsBinding is the RoleBinding, in each entity namespace, of the
 	// entity's Administrators.
 	entityAdminsBinding = "visio-entity-administrators"
+	// parentAdminsBinding is the RoleBinding, in the namespace of a
+	// sub-entity in its parent's hierarchy, of the parent's Administrators,
+	// to the same role as entityAdminsBinding.
+	parentAdminsBinding = "visio-parent-administrators"
 	// ConciergePINsRole is the Role, in each entity namespace, that reads the
 	// PIN Secrets of its rooms, by name.
 	ConciergePINsRole = "visio-concierge-pins"
@@ -58,36 +63,20 @@ func (o RBACOptions) Subject(email string) rbacv1.Subject {
 
 // ensureRBAC binds the entity's Administrators (active or not: seed 000 lets an
 // inactive administrator keep administering) in its namespace and lets them
-// read their own Entity. Concierges are bound by the ConciergeReconciler. A
-// user whose email another user of the entity holds is bound to nothing.
-func (r *EntityReconciler) ensureRBAC(ctx context.Context, e *v1.Entity, ns *corev1.Namespace) error {
-	admins := &v1.PlatformUserList{}
-	if err := r.List(ctx, admins, client.InNamespace(ns.Name), client.MatchingFields{index.UserRole: string(v1.RoleAdministrator)}); err != nil {
-		return fmt.Errorf("cannot list administrators: %w", err)
-	}
-	if e.Name != r.PlatformEntity {
-		// A Concierge outside the platform entity (admission was not called)
-		// is no Concierge: it has what an Administrator of its entity has,
-		// and not more.
-		misplaced := &v1.PlatformUserList{}
-		if err := r.List(ctx, misplaced, client.InNamespace(ns.Name), client.MatchingFields{index.UserRole: string(v1.RoleConcierge)}); err != nil {
-			return fmt.Errorf("cannot list concierges: %w", err)
-		}
-		admins.Items = append(admins.Items, misplaced.Items...)
-	}
-	bound, err := emailHolders(ctx, r.Client, admins.Items)
+// read their own Entity. A sub-entity in its parent's hierarchy (parent not
+// nil) binds its parent's Administrators to exactly the same roles, through
+// bindings of their own (parentAdminsBinding, parentReaderName), so that the
+// child's bindings still say who its own administrators are; out of the
+// hierarchy those bindings go. Concierges are bound by the
+// ConciergeReconciler. A user whose email another user of the entity holds is
+// bound to nothing.
+func (r *EntityReconciler) ensureRBAC(ctx context.Context, e *v1.Entity, ns *corev1.Namespace, parent *v1.Entity) error {
+	own, err := r.administrators(ctx, e, ns.Name)
 	if err != nil {
 		return err
 	}
-	adminSubjects := subjects(r.RBAC, bound)
-
 	labels := map[string]string{v1.EntityLabel: e.Name, v1.ManagedByLabel: v1.ManagedByValue}
 	objs := []client.Object{
-		&rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: entityAdminsBinding, Namespace: ns.Name, Labels: labels},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ClusterRoleEntityAdministrator},
-			Subjects:   adminSubjects,
-		},
 		// An Entity is cluster-scoped, so reading one's own needs a ClusterRole
 		// naming it; it goes with the Entity.
 		&rbacv1.ClusterRole{
@@ -99,18 +88,110 @@ func (r *EntityReconciler) ensureRBAC(ctx context.Context, e *v1.Entity, ns *cor
 				ResourceNames: []string{e.Name}, Verbs: []string{"get", "watch"},
 			}},
 		},
-		&rbacv1.ClusterRoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: entityReaderName(e), Labels: labels},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: entityReaderName(e)},
-			Subjects:   adminSubjects,
-		},
+	}
+	objs = append(objs, adminBindings(e, ns.Name, entityAdminsBinding, entityReaderName(e), subjects(r.RBAC, own), labels)...)
+	var stale []client.Object
+	parentBindings := adminBindings(e, ns.Name, parentAdminsBinding, parentReaderName(e), nil, labels)
+	if parent != nil {
+		theirs, err := r.parentAdministrators(ctx, parent)
+		if err != nil {
+			return err
+		}
+		objs = append(objs, adminBindings(e, ns.Name, parentAdminsBinding, parentReaderName(e), subjects(r.RBAC, theirs), labels)...)
+	} else {
+		stale = parentBindings
 	}
 	for _, o := range objs {
 		if err := applyRBAC(ctx, r.Client, r.APIReader, e, o); err != nil {
 			return err
 		}
 	}
+	for _, o := range stale {
+		if err := deleteRBAC(ctx, r.Client, e, o); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// adminBindings are the two bindings that make subjects administrators of
+// entity e: a RoleBinding named binding in its namespace ns to the
+// Administrator role, and a ClusterRoleBinding named reader to the
+// ClusterRole that reads e.
+func adminBindings(e *v1.Entity, ns, binding, reader string, subjects []rbacv1.Subject, labels map[string]string) []client.Object {
+	return []client.Object{
+		&rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: binding, Namespace: ns, Labels: labels},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ClusterRoleEntityAdministrator},
+			Subjects:   subjects,
+		},
+		&rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: reader, Labels: labels},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: entityReaderName(e)},
+			Subjects:   subjects,
+		},
+	}
+}
+
+// deleteRBAC deletes obj when the cache shows it, controlled by owner: a
+// binding the operator made that no longer applies. Reading the cache first
+// keeps a pass that has nothing to delete free of writes.
+func deleteRBAC(ctx context.Context, c client.Client, owner, obj client.Object) error {
+	existing := obj.DeepCopyObject().(client.Object)
+	if err := c.Get(ctx, client.ObjectKeyFromObject(obj), existing); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("cannot read %T %s: %w", obj, obj.GetName(), err)
+	}
+	if !metav1.IsControlledBy(existing, owner) {
+		return nil
+	}
+	uid := existing.GetUID()
+	if err := c.Delete(ctx, existing, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("cannot delete %T %s: %w", obj, obj.GetName(), err)
+	}
+	return nil
+}
+
+// administrators are the users of entity e, in its namespace ns, who
+// administer it: its Administrators, and outside the platform entity its
+// Concierges (admission was not called: a Concierge there is no Concierge,
+// it has what an Administrator of its entity has, and not more), less those
+// whose email another user of the entity holds.
+func (r *EntityReconciler) administrators(ctx context.Context, e *v1.Entity, ns string) ([]v1.PlatformUser, error) {
+	admins := &v1.PlatformUserList{}
+	if err := r.List(ctx, admins, client.InNamespace(ns), client.MatchingFields{index.UserRole: string(v1.RoleAdministrator)}); err != nil {
+		return nil, fmt.Errorf("cannot list the administrators of entity %q: %w", e.Name, err)
+	}
+	if e.Name != r.PlatformEntity {
+		misplaced := &v1.PlatformUserList{}
+		if err := r.List(ctx, misplaced, client.InNamespace(ns), client.MatchingFields{index.UserRole: string(v1.RoleConcierge)}); err != nil {
+			return nil, fmt.Errorf("cannot list the concierges of entity %q: %w", e.Name, err)
+		}
+		admins.Items = append(admins.Items, misplaced.Items...)
+	}
+	return emailHolders(ctx, r.Client, admins.Items)
+}
+
+// parentAdministrators are the administrators of parent, read from its own
+// namespace: the one it created (entityns), never one merely labelled with
+// its name. A parent whose namespace is not there (yet, or any more) has none.
+func (r *EntityReconciler) parentAdministrators(ctx context.Context, parent *v1.Entity) ([]v1.PlatformUser, error) {
+	if parent.Status.Namespace == "" {
+		return nil, nil
+	}
+	ns := &corev1.Namespace{}
+	if err := r.Get(ctx, client.ObjectKey{Name: parent.Status.Namespace}, ns); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("cannot read namespace %q of parent entity %q: %w", parent.Status.Namespace, parent.Name, err)
+	}
+	if !entityns.Owns(parent, ns) {
+		return nil, nil
+	}
+	return r.administrators(ctx, parent, ns.Name)
 }
 
 // subjects are the RBAC subjects of users, sorted and unique so that the
@@ -132,6 +213,10 @@ func subjects(o RBACOptions, users []v1.PlatformUser) []rbacv1.Subject {
 }
 
 func entityReaderName(e *v1.Entity) string { return "visio-entity-" + e.Name + "-reader" }
+
+// parentReaderName is the ClusterRoleBinding of a sub-entity's parent
+// Administrators to the ClusterRole that reads the sub-entity.
+func parentReaderName(e *v1.Entity) string { return "visio-entity-" + e.Name + "-parent-reader" }
 
 // applyRBAC creates desired, controlled by owner when there is one, or updates the existing one when its
 // subjects or rules differ. Objects the operator did not create are left alone.
@@ -209,6 +294,7 @@ func applyRBAC(ctx context.Context, c client.Client, live client.Reader, owner c
 func (r *EntityReconciler) deleteClusterRBAC(ctx context.Context, e *v1.Entity) error {
 	for _, o := range []client.Object{
 		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: entityReaderName(e)}},
+		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: parentReaderName(e)}},
 		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: entityReaderName(e)}},
 	} {
 		if err := r.Delete(ctx, o); client.IgnoreNotFound(err) != nil {

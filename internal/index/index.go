@@ -32,6 +32,11 @@ const (
 	// (spec.namespace or its default), so that a namespace event reaches the
 	// Entity waiting for that name.
 	EntityNamespace = "tenancy.visio.dev/entity-namespace"
+	// EntityParent indexes Entities by spec.parent, so that an Entity finds
+	// its sub-entities and a change of a parent reaches them. Its name is the
+	// CRD's selectable field, so the same MatchingFields lists from the cache
+	// and, past it, from the API server.
+	EntityParent = v1.ParentFieldSelector
 	// VMRPINSecret indexes VMRs by the Secret holding their PINs (named by
 	// spec.pinSecretRef, or generated), so that a PIN change reaches the room.
 	VMRPINSecret = "tenancy.visio.dev/vmr-pin-secret"
@@ -75,6 +80,14 @@ func Setup(ctx context.Context, indexer client.FieldIndexer) error {
 	}
 	if err := indexer.IndexField(ctx, &v1.Entity{}, EntityNamespace, func(o client.Object) []string {
 		return []string{o.(*v1.Entity).NamespaceName()}
+	}); err != nil {
+		return err
+	}
+	if err := indexer.IndexField(ctx, &v1.Entity{}, EntityParent, func(o client.Object) []string {
+		if p := o.(*v1.Entity).Spec.Parent; p != "" {
+			return []string{p}
+		}
+		return nil
 	}); err != nil {
 		return err
 	}

@@ -303,8 +303,9 @@ func TestEntityRollup(t *testing.T) {
 
 	// `kubectl get ent` at a glance.
 	row, cols := entityRow(g, e.Name)
-	g.Expect(cols).To(Equal([]string{"Name", "Namespace", "Used", "Capacity", "Users", "VMRs", "Ready", "Status", "Age"}))
+	g.Expect(cols).To(Equal([]string{"Name", "Namespace", "Parent", "Used", "Capacity", "Users", "VMRs", "Ready", "Status", "Age"}))
 	g.Expect(row).To(HaveKeyWithValue("Namespace", ns))
+	g.Expect(row).To(HaveKeyWithValue("Parent", "<nil>"), "an entity without a parent shows none")
 	g.Expect(row).To(HaveKeyWithValue("Used", "22"))
 	g.Expect(row).To(HaveKeyWithValue("Capacity", "22"))
 	g.Expect(row).To(HaveKeyWithValue("Users", "30"))

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -27,8 +28,11 @@ func TestSamplesReachReady(t *testing.T) {
 	g := NewWithT(t)
 	samples := loadSamples(g)
 	t.Cleanup(func() {
-		e := &v1.Entity{}
-		if k8s.Get(ctx(), client.ObjectKey{Name: samples[0].GetName()}, e) == nil {
+		for _, obj := range samples {
+			e := &v1.Entity{}
+			if obj.GetKind() != "Entity" || k8s.Get(ctx(), client.ObjectKey{Name: obj.GetName()}, e) != nil {
+				continue
+			}
 			e.Spec.DeletionProtection = new(bool)
 			_ = k8s.Update(ctx(), e)
 			_ = k8s.Delete(ctx(), e)
@@ -44,6 +48,25 @@ func TestSamplesReachReady(t *testing.T) {
 	}
 	for _, obj := range samples {
 		waitCurrent(g, obj)
+	}
+	// The samples' sub-entities are in their parent's hierarchy, and the
+	// parent's subtree counts them.
+	children := map[string][]string{}
+	for _, obj := range samples {
+		if p, _, _ := unstructured.NestedString(obj.Object, "spec", "parent"); obj.GetKind() == "Entity" && p != "" {
+			children[p] = append(children[p], obj.GetName())
+		}
+	}
+	g.Expect(children).NotTo(BeEmpty(), "the samples show a parent with children")
+	for parent, names := range children {
+		slices.Sort(names)
+		e := &v1.Entity{}
+		g.Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx(), client.ObjectKey{Name: parent}, e)).To(Succeed())
+			g.Expect(e.Status.Children).To(Equal(names))
+			g.Expect(e.Status.Subtree).NotTo(BeNil())
+			g.Expect(e.Status.Subtree.Users.Total).To(BeNumerically(">", e.Status.Users.Total))
+		}).WithTimeout(60 * time.Second).Should(Succeed())
 	}
 }
 
