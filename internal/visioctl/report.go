@@ -23,6 +23,8 @@ import (
 type EntityReport struct {
 	Entity    string `json:"entity"`
 	Namespace string `json:"namespace"`
+	// Parent is the entity this one is a sub-entity of, "" for none.
+	Parent string `json:"parent,omitempty"`
 	// LicenseCounts holds capacity, used, available, pending and requested
 	// (licenses asked for by LicenseRequests awaiting a decision).
 	v1.LicenseCounts
@@ -30,6 +32,18 @@ type EntityReport struct {
 	NextExpiry *time.Time   `json:"nextExpiry"`
 	Users      UserReport   `json:"users"`
 	Rooms      v1.VMRCounts `json:"rooms"`
+	// Subtree, on a parent, sums its own row and its children's (those in
+	// the report).
+	Subtree *SubtreeReport `json:"subtree,omitempty"`
+}
+
+// SubtreeReport is a parent's organisation as a whole: its counts plus its
+// children's.
+type SubtreeReport struct {
+	Children []string `json:"children"`
+	v1.LicenseCounts
+	Users int32        `json:"users"`
+	Rooms v1.VMRCounts `json:"rooms"`
 }
 
 // UserReport counts an entity's users, by role.
@@ -46,9 +60,14 @@ func newReportCommand(o *Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "report [-A | -n NAMESPACE]",
 		Short: "Show the usage of every entity you may read: licenses, users per role, rooms",
-		Long: `Show one row per entity: license capacity, used, available, pending and
-requested (awaiting a decision), summed over its license pools, when the next granted licenses expire, its users per
-role and its rooms ready out of total.
+		Long: `Show one row per entity: its parent (for a sub-entity), license capacity,
+used, available, pending and requested (awaiting a decision), summed over its
+license pools, when the next granted licenses expire, its users per role and
+its rooms ready out of total.
+
+A sub-entity follows its parent, and a "(subtree)" row after the last child
+sums the parent and its children (in JSON: the parent's "subtree"; CSV has
+the parent column only, so that its rows add up).
 
 Without -n, every entity you may read: a concierge sees them all, an entity
 administrator (who may not list entities) the entity of the current namespace.
@@ -125,7 +144,7 @@ func (o *Options) report(ctx context.Context, all bool) ([]EntityReport, error) 
 		if name == "" {
 			name = strings.TrimPrefix(n, "entity-")
 		}
-		rows[n] = &EntityReport{Entity: name, Namespace: n, Users: UserReport{ByRole: map[v1.PlatformUserRole]int32{}}}
+		rows[n] = &EntityReport{Entity: name, Namespace: n, Parent: e.Spec.Parent, Users: UserReport{ByRole: map[v1.PlatformUserRole]int32{}}}
 	}
 	if explicit && len(rows) == 0 {
 		return nil, fmt.Errorf("namespace %q belongs to no entity", ns)
@@ -183,12 +202,64 @@ func (o *Options) report(ctx context.Context, all bool) ([]EntityReport, error) 
 		}
 	}
 
+	return withSubtrees(rows), nil
+}
+
+// withSubtrees orders the rows with each parent's children right after it,
+// and gives each parent in the report the sum of its subtree.
+func withSubtrees(rows map[string]*EntityReport) []EntityReport {
+	byName := map[string]*EntityReport{}
+	for _, r := range rows {
+		byName[r.Entity] = r
+	}
+	for _, r := range rows {
+		parent := byName[r.Parent]
+		if r.Parent == "" || parent == nil {
+			continue
+		}
+		if parent.Subtree == nil {
+			parent.Subtree = &SubtreeReport{}
+			parent.Subtree.add(parent)
+		}
+		parent.Subtree.Children = append(parent.Subtree.Children, r.Entity)
+		parent.Subtree.add(r)
+	}
+	// The key of a row: its root (the parent present in the report, or
+	// itself), then itself.
+	root := func(r EntityReport) string {
+		if byName[r.Parent] != nil {
+			return r.Parent
+		}
+		return r.Entity
+	}
 	out := make([]EntityReport, 0, len(rows))
 	for _, r := range rows {
+		if r.Subtree != nil {
+			slices.Sort(r.Subtree.Children)
+		}
 		out = append(out, *r)
 	}
-	slices.SortFunc(out, func(a, b EntityReport) int { return strings.Compare(a.Entity, b.Entity) })
-	return out, nil
+	slices.SortFunc(out, func(a, b EntityReport) int {
+		if c := strings.Compare(root(a), root(b)); c != 0 {
+			return c
+		}
+		if a.Entity == root(a) || b.Entity == root(b) {
+			return strings.Compare(a.Parent, b.Parent) // the parent ("" as its parent) first
+		}
+		return strings.Compare(a.Entity, b.Entity)
+	})
+	return out
+}
+
+func (s *SubtreeReport) add(r *EntityReport) {
+	s.Capacity += r.Capacity
+	s.Used += r.Used
+	s.Available += r.Available
+	s.Pending += r.Pending
+	s.Requested += r.Requested
+	s.Users += r.Users.Total
+	s.Rooms.Total += r.Rooms.Total
+	s.Rooms.Ready += r.Rooms.Ready
 }
 
 // entityOfNamespace finds the Entity of ns that the caller may read by name:
@@ -214,7 +285,7 @@ func (o *Options) printReport(rows []EntityReport, output string) error {
 		return enc.Encode(rows)
 	case "csv":
 		w := csv.NewWriter(o.Out)
-		header := []string{"entity", "namespace", "capacity", "used", "available", "pending", "requested", "nextExpiry", "users"}
+		header := []string{"entity", "parent", "namespace", "capacity", "used", "available", "pending", "requested", "nextExpiry", "users"}
 		for _, role := range v1.Roles {
 			header = append(header, string(role))
 		}
@@ -222,7 +293,7 @@ func (o *Options) printReport(rows []EntityReport, output string) error {
 			return err
 		}
 		for _, r := range rows {
-			rec := []string{r.Entity, r.Namespace, itoa(r.Capacity), itoa(r.Used), itoa(r.Available), itoa(r.Pending), itoa(r.Requested),
+			rec := []string{r.Entity, r.Parent, r.Namespace, itoa(r.Capacity), itoa(r.Used), itoa(r.Available), itoa(r.Pending), itoa(r.Requested),
 				expiry(r.NextExpiry, ""), itoa(r.Users.Total)}
 			for _, role := range v1.Roles {
 				rec = append(rec, itoa(r.Users.ByRole[role]))
@@ -235,14 +306,42 @@ func (o *Options) printReport(rows []EntityReport, output string) error {
 		return w.Error()
 	default:
 		w := tabwriter.NewWriter(o.Out, 0, 8, 2, ' ', 0)
-		_, _ = fmt.Fprintln(w, "ENTITY\tCAPACITY\tUSED\tAVAILABLE\tPENDING\tREQUESTED\tNEXT EXPIRY\tUSERS\tORGANIZERS\tADMINISTRATORS\tCONCIERGES\tROOMS")
-		for _, r := range rows {
-			_, _ = fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d/%d\n", r.Entity, r.Capacity, r.Used, r.Available, r.Pending, r.Requested,
+		_, _ = fmt.Fprintln(w, "ENTITY\tPARENT\tCAPACITY\tUSED\tAVAILABLE\tPENDING\tREQUESTED\tNEXT EXPIRY\tUSERS\tORGANIZERS\tADMINISTRATORS\tCONCIERGES\tROOMS")
+		for i, r := range rows {
+			_, _ = fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d/%d\n", r.Entity, orDash(r.Parent), r.Capacity, r.Used, r.Available, r.Pending, r.Requested,
 				expiry(r.NextExpiry, "-"), r.Users.ByRole[v1.RoleUser], r.Users.ByRole[v1.RoleDelegatedOrganizer],
 				r.Users.ByRole[v1.RoleAdministrator], r.Users.ByRole[v1.RoleConcierge], r.Rooms.Ready, r.Rooms.Total)
+			// A parent's subtree total follows its last child.
+			if p := subtreeEnding(rows, i); p != nil {
+				t := p.Subtree
+				_, _ = fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%s\t%s\t%s\t%d/%d\n", p.Entity+" (subtree)", "-", t.Capacity, t.Used, t.Available, t.Pending, t.Requested,
+					"-", t.Users, "-", "-", "-", t.Rooms.Ready, t.Rooms.Total)
+			}
 		}
 		return w.Flush()
 	}
+}
+
+// subtreeEnding returns the parent whose subtree ends at row i (its last
+// child), nil when none does.
+func subtreeEnding(rows []EntityReport, i int) *EntityReport {
+	parent := rows[i].Parent
+	if parent == "" || i+1 < len(rows) && rows[i+1].Parent == parent {
+		return nil
+	}
+	for j := i - 1; j >= 0; j-- {
+		if rows[j].Entity == parent && rows[j].Subtree != nil {
+			return &rows[j]
+		}
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func itoa(n int32) string { return strconv.Itoa(int(n)) }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -328,6 +329,16 @@ func TestCLIReport(t *testing.T) {
 	}
 	g.Expect(k8s.Create(ctx(), withRole(newUser(nsB, "b0", true), v1.RoleAdministrator))).To(Succeed())
 	g.Expect(k8s.Create(ctx(), room(nsA, "council"))).To(Succeed())
+	// A sub-entity of A, with a pool of 2 and one user.
+	child := &v1.Entity{ObjectMeta: metav1.ObjectMeta{Name: eA.Name + "-c"},
+		Spec: v1.EntitySpec{DisplayName: "Child of " + eA.Name, Parent: eA.Name, DeletionProtection: ptr.To(false)}}
+	g.Expect(k8s.Create(ctx(), child)).To(Succeed())
+	t.Cleanup(func() { _ = k8s.Delete(ctx(), child) })
+	g.Eventually(func() error {
+		return k8s.Get(ctx(), client.ObjectKey{Name: child.NamespaceName()}, &corev1.Namespace{})
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	newPool(g, child.NamespaceName(), v1.DefaultLicensePool, 2, v1.EnforcementDeny)
+	g.Expect(k8s.Create(ctx(), newUser(child.NamespaceName(), "c0", true))).To(Succeed())
 
 	g.Eventually(func(g Gomega) {
 		r := visio(g, nil, "report", "-A", "-o", "json")
@@ -350,17 +361,34 @@ func TestCLIReport(t *testing.T) {
 		g.Expect(b.LicenseCounts).To(Equal(sumPools(g, nsB)))
 		g.Expect(b.LicenseCounts).To(Equal(v1.LicenseCounts{Capacity: 5, Used: 1, Available: 4}))
 		g.Expect(b.NextExpiry).To(BeNil())
+		g.Expect(b.Parent).To(BeEmpty())
+		g.Expect(b.Subtree).To(BeNil())
+		// The child names its parent; the parent sums both.
+		c := byName[child.Name]
+		g.Expect(c.Parent).To(Equal(eA.Name))
+		g.Expect(c.LicenseCounts).To(Equal(v1.LicenseCounts{Capacity: 2, Used: 1, Available: 1}))
+		g.Expect(a.Subtree).NotTo(BeNil())
+		g.Expect(*a.Subtree).To(Equal(visioctl.SubtreeReport{Children: []string{child.Name},
+			LicenseCounts: v1.LicenseCounts{Capacity: 8, Used: 5, Available: 3, Pending: 3}, Users: 8, Rooms: v1.VMRCounts{Total: 1, Ready: 1}}))
 	}).WithTimeout(60 * time.Second).WithPolling(time.Second).Should(Succeed())
+	r := visio(g, nil, "report", "-A")
+	g.Expect(r.code).To(Equal(0), "%s", r)
+	g.Expect(r.out).To(MatchRegexp(`\n` + eA.Name + `\s+-\s+6\s+4\s+2\s.*\n` + child.Name + `\s+` + eA.Name + `\s+2\s+1\s+1\s.*\n` +
+		eA.Name + ` \(subtree\)\s+-\s+8\s+5\s+3\s+3\s+0\s+-\s+8\s+-\s+-\s+-\s+1/1\n`))
 
 	// The same numbers as CSV and as a table.
-	r := visio(g, nil, "report", "-n", nsA, "-o", "csv")
+	r = visio(g, nil, "report", "-n", child.NamespaceName(), "-o", "csv")
 	g.Expect(r.code).To(Equal(0), "%s", r)
-	g.Expect(r.out).To(Equal("entity,namespace,capacity,used,available,pending,requested,nextExpiry,users,User,DelegatedOrganizer,Administrator,Concierge,roomsReady,roomsTotal\n" +
-		fmt.Sprintf("%s,%s,6,4,2,3,0,%s,7,5,1,1,0,1,1\n", eA.Name, nsA, expires.UTC().Format(time.RFC3339))))
+	g.Expect(r.out).To(Equal("entity,parent,namespace,capacity,used,available,pending,requested,nextExpiry,users,User,DelegatedOrganizer,Administrator,Concierge,roomsReady,roomsTotal\n" +
+		fmt.Sprintf("%s,%s,%s,2,1,1,0,0,,1,1,0,0,0,0,0\n", child.Name, eA.Name, child.NamespaceName())))
+	r = visio(g, nil, "report", "-n", nsA, "-o", "csv")
+	g.Expect(r.code).To(Equal(0), "%s", r)
+	g.Expect(r.out).To(Equal("entity,parent,namespace,capacity,used,available,pending,requested,nextExpiry,users,User,DelegatedOrganizer,Administrator,Concierge,roomsReady,roomsTotal\n" +
+		fmt.Sprintf("%s,,%s,6,4,2,3,0,%s,7,5,1,1,0,1,1\n", eA.Name, nsA, expires.UTC().Format(time.RFC3339))))
 	r = visio(g, nil, "report", "-n", nsB)
 	g.Expect(r.code).To(Equal(0), "%s", r)
-	g.Expect(r.out).To(MatchRegexp(`^ENTITY\s+CAPACITY\s+USED\s+AVAILABLE\s+PENDING\s+REQUESTED\s+NEXT EXPIRY\s+USERS\s+ORGANIZERS\s+ADMINISTRATORS\s+CONCIERGES\s+ROOMS\n` +
-		eB.Name + `\s+5\s+1\s+4\s+0\s+0\s+-\s+0\s+0\s+1\s+0\s+0/0\n$`))
+	g.Expect(r.out).To(MatchRegexp(`^ENTITY\s+PARENT\s+CAPACITY\s+USED\s+AVAILABLE\s+PENDING\s+REQUESTED\s+NEXT EXPIRY\s+USERS\s+ORGANIZERS\s+ADMINISTRATORS\s+CONCIERGES\s+ROOMS\n` +
+		eB.Name + `\s+-\s+5\s+1\s+4\s+0\s+0\s+-\s+0\s+0\s+1\s+0\s+0/0\n$`))
 }
 
 // sumPools adds up the status of the pools of ns.
