@@ -106,6 +106,15 @@ func quietAfterBurst(b *testing.B, users, windows int, midRestart bool) {
 			}
 		}
 		b.ReportMetric(total, "writes-"+phase)
+		counts := make([]string, len(got))
+		for i, w := range got {
+			n := 0.0
+			for _, v := range w {
+				n += v
+			}
+			counts[i] = strconv.FormatFloat(n, 'f', 0, 64)
+		}
+		b.Logf("%s: writes per %s window, %d windows: %s", phase, quietWindow, len(got), strings.Join(counts, " "))
 		for i, w := range got {
 			g.Expect(w).To(BeEmpty(), "%s: writes in window %d", phase, i+1)
 		}
