@@ -251,7 +251,7 @@ func (r *licenseReserver) tryRound(ctx context.Context, key types.NamespacedName
 	written := q.written
 	q.written = nil
 	if written != nil {
-		answers, deferred, pool, charged, err := r.round(ctx, key, written.DeepCopy(), batch)
+		answers, deferred, pool, charged, err := r.round(ctx, key, written.DeepCopy(), batch, false)
 		if err == nil && charged {
 			q.written = pool
 			return answers, deferred, nil
@@ -264,7 +264,7 @@ func (r *licenseReserver) tryRound(ctx context.Context, key types.NamespacedName
 		}
 		pool = nil
 	}
-	answers, deferred, pool, charged, err := r.round(ctx, key, pool, batch)
+	answers, deferred, pool, charged, err := r.round(ctx, key, pool, batch, true)
 	if err == nil && charged {
 		q.written = pool
 	}
@@ -272,8 +272,10 @@ func (r *licenseReserver) tryRound(ctx context.Context, key types.NamespacedName
 }
 
 // round decides batch against pool (nil: the pool does not exist) and, when
-// it charges anyone, writes the pool (charged).
-func (r *licenseReserver) round(ctx context.Context, key types.NamespacedName, pool *v1.LicensePool, batch []*reservationRequest) (
+// it charges anyone, writes the pool (charged). fresh tells that pool was
+// just read from the API server rather than kept from the last round's write;
+// a round on a kept copy that would refuse anyone decides nothing.
+func (r *licenseReserver) round(ctx context.Context, key types.NamespacedName, pool *v1.LicensePool, batch []*reservationRequest, fresh bool) (
 	answers []reservationResult, deferred []*reservationRequest, written *v1.LicensePool, charged bool, err error) {
 	answers = make([]reservationResult, len(batch))
 	poolPath := field.NewPath("spec", "licensePool")
@@ -296,9 +298,30 @@ func (r *licenseReserver) round(ctx context.Context, key types.NamespacedName, p
 		return answers, nil, nil, false, fmt.Errorf("cannot list the license requests of pool %q: %w", key.Name, err)
 	}
 	capacity, _ := pool.CapacityWith(v1.TotalRequests(requests.Items, now), now)
-	l, err := r.newLedger(ctx, pool, now)
+	l, err := r.newLedger(ctx, pool, now, cachedUsers{r.cache})
 	if err != nil {
 		return answers, nil, nil, false, err
+	}
+	if l.refusesAny(batch, int(capacity)) {
+		if !fresh {
+			// A refusal stands on no write, so it must stand on a read: the
+			// caller decides the round again on one.
+			return answers, nil, nil, false, nil
+		}
+		// The cache may not show yet a holder deactivated or moved away a
+		// moment ago (by the client now asking for its license, say), and
+		// the pool's record counts it until the controller's next pass. A
+		// refusal is worth one read of the namespace's users from the API
+		// server, after the pool: a license freed before this request is
+		// then given, and a pool that stays full costs one list per round,
+		// not one per refused request.
+		live, err := listLiveUsers(ctx, r.reader, pool.Namespace)
+		if err != nil {
+			return answers, nil, nil, false, err
+		}
+		if l, err = r.newLedger(ctx, pool, now, live); err != nil {
+			return answers, nil, nil, false, err
+		}
 	}
 	for i, req := range batch {
 		if held := l.heldBesides(req.user); held >= int(capacity) {
@@ -343,25 +366,34 @@ func (r *licenseReserver) round(ctx context.Context, key types.NamespacedName, p
 // The pool's record still counts the holders deactivated or moved since the
 // controller's last pass; newLedger gives those back after checking them on
 // the API server. A user deleted since is counted until the next pass.
+//
+// A ledger built on users listed from the API server after the pool was read
+// counts them alone: every admitted user is then either in the list or still
+// reserved (the controller drops a reservation only once its user is stored,
+// so before the pool was read), and the pool's record, which still counts a
+// holder the controller released between its write of the user and its write
+// of the pool, would only refuse a license that is free.
 type ledger struct {
 	recorded int             // counted by the controller, plus live reservations
 	reserved map[string]bool // users with a live reservation in the pool's record
-	seen     map[string]bool // users that hold or were promised a license in the cache's view
+	seen     map[string]bool // users that hold or were promised a license in the view
+	live     bool            // the view is the API server's: seen alone counts
 }
 
-func (r *licenseReserver) newLedger(ctx context.Context, pool *v1.LicensePool, now time.Time) (*ledger, error) {
-	users := &v1.PlatformUserList{}
-	if err := r.cache.List(ctx, users, client.InNamespace(pool.Namespace), client.MatchingFields{index.UserPool: pool.Name}); err != nil {
+func (r *licenseReserver) newLedger(ctx context.Context, pool *v1.LicensePool, now time.Time, users userView) (*ledger, error) {
+	inPool, err := users.poolUsers(ctx, pool)
+	if err != nil {
 		return nil, fmt.Errorf("cannot list users of license pool %q: %w", pool.Name, err)
 	}
 	l := &ledger{
+		live:     users.live(),
 		recorded: int(pool.Status.Used) + int(pool.Status.Pending),
 		reserved: make(map[string]bool, len(pool.Status.Reservations)),
-		seen:     make(map[string]bool, len(users.Items)+len(pool.Status.Reservations)),
+		seen:     make(map[string]bool, len(inPool)+len(pool.Status.Reservations)),
 	}
-	generations := make(map[string]int64, len(users.Items))
-	for i := range users.Items {
-		u := &users.Items[i]
+	generations := make(map[string]int64, len(inPool))
+	for i := range inPool {
+		u := &inPool[i]
 		generations[u.Name] = u.Generation
 		if u.WantsLicenseIn(pool.Name) {
 			l.seen[u.Name] = true
@@ -374,12 +406,15 @@ func (r *licenseReserver) newLedger(ctx context.Context, pool *v1.LicensePool, n
 			// still holds the license there, no write of the controller has
 			// released it, so the record read before counts it and the
 			// license can be given back now rather than after the next pass.
-			live := &v1.PlatformUser{}
-			if err := r.reader.Get(ctx, client.ObjectKeyFromObject(u), live); err != nil {
-				if apierrors.IsNotFound(err) {
-					continue // gone: the next pass of the controller frees it
+			live := u
+			if !users.live() {
+				live = &v1.PlatformUser{}
+				if err := r.reader.Get(ctx, client.ObjectKeyFromObject(u), live); err != nil {
+					if apierrors.IsNotFound(err) {
+						continue // gone: the next pass of the controller frees it
+					}
+					return nil, fmt.Errorf("cannot read user %q: %w", u.Name, err)
 				}
-				return nil, fmt.Errorf("cannot read user %q: %w", u.Name, err)
 			}
 			if !live.WantsLicenseIn(pool.Name) && holdsLicenseIn(live, pool.Name) {
 				l.recorded--
@@ -393,10 +428,10 @@ func (r *licenseReserver) newLedger(ctx context.Context, pool *v1.LicensePool, n
 		generation, ok := generations[res.User]
 		covered, wants := ok && res.CoveredBy(generation), l.seen[res.User]
 		if !ok {
-			// Not in the pool's index: moved to another pool since, not
-			// created yet, or arrived in the cache since the list above,
-			// which the index alone cannot tell apart.
-			u, err := r.cachedUser(ctx, pool.Namespace, res.User)
+			// Not among the pool's users: moved to another pool since, not
+			// created yet, or (in the cache) arrived since the list above,
+			// which the list alone cannot tell apart.
+			u, err := users.user(ctx, pool.Namespace, res.User)
 			if err != nil {
 				return nil, err
 			}
@@ -433,11 +468,24 @@ func (l *ledger) heldBesides(user string) int {
 	if l.seen[user] {
 		seen--
 	}
+	if l.live {
+		return seen
+	}
 	recorded := l.recorded
 	if l.reserved[user] {
 		recorded--
 	}
 	return max(seen, recorded)
+}
+
+// refusesAny tells whether some request of batch finds no free license.
+func (l *ledger) refusesAny(batch []*reservationRequest, capacity int) bool {
+	for _, req := range batch {
+		if l.heldBesides(req.user) >= capacity {
+			return true
+		}
+	}
+	return false
 }
 
 // charge counts a license reserved for user in this round.
@@ -447,18 +495,6 @@ func (l *ledger) charge(user string) {
 		l.recorded++
 	}
 	l.seen[user] = true
-}
-
-// cachedUser is the named user as the cache shows it, nil if it has none.
-func (r *licenseReserver) cachedUser(ctx context.Context, namespace, name string) (*v1.PlatformUser, error) {
-	u := &v1.PlatformUser{}
-	if err := r.cache.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, u); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("cannot read user %q: %w", name, err)
-	}
-	return u, nil
 }
 
 // setReservation records res, replacing an earlier reservation for its user.

@@ -154,12 +154,55 @@ func TestReservationsCountRecordedUsers(t *testing.T) {
 	pool := denyPool("ns", "p", 10)
 	pool.Status.Used = 8
 	pool.Status.Reservations = []v1.LicenseReservation{{User: "other", ReservedAt: metav1.Now(), Generation: 1}}
+	objs := []client.Object{pool}
+	var counted []string
+	for i := range 8 {
+		u := licensedUser("ns", fmt.Sprintf("counted-%d", i), "p")
+		objs, counted = append(objs, u), append(counted, u.Name)
+	}
 	w := &poolWrites{}
-	c := newFakeAPI(t, w, pool)
-	admitted, _ := activate(t, []*licenseReserver{testReserver(c)}, "ns", "p", 5, 0)
+	api := newFakeAPI(t, w, objs...)
+	r := newLicenseReserver(hidingUsers(api, counted...), api, Options{ReservationTTL: 30 * time.Second, Clock: clock.RealClock{}})
+	admitted, _ := activate(t, []*licenseReserver{r}, "ns", "p", 5, 0)
 	if admitted != 1 {
 		t.Errorf("admitted %d into a pool of 10 with 8 counted and 1 reserved; want 1", admitted)
 	}
+}
+
+// licensedUser is an active user of pool holding one of its licenses.
+func licensedUser(ns, name, pool string) *v1.PlatformUser {
+	u := &v1.PlatformUser{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Generation: 1},
+		Spec:   v1.PlatformUserSpec{LicensePool: pool, Active: ptr.To(true)},
+		Status: v1.PlatformUserStatus{LicensePool: pool}}
+	u.Status.Conditions = []metav1.Condition{{
+		Type: v1.LicensedCondition, Status: metav1.ConditionTrue, Reason: v1.ReasonLicensed, LastTransitionTime: metav1.Now()}}
+	return u
+}
+
+// hidingUsers is a cache that lags api: its lists of users leave out the
+// named ones, as a cache that has not received them yet does.
+func hidingUsers(api client.Client, names ...string) client.Client {
+	hidden := map[string]bool{}
+	for _, n := range names {
+		hidden[n] = true
+	}
+	return interceptor.NewClient(api.(client.WithWatch), interceptor.Funcs{
+		List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			if err := c.List(ctx, list, opts...); err != nil {
+				return err
+			}
+			if users, ok := list.(*v1.PlatformUserList); ok {
+				var kept []v1.PlatformUser
+				for _, u := range users.Items {
+					if !hidden[u.Name] {
+						kept = append(kept, u)
+					}
+				}
+				users.Items = kept
+			}
+			return nil
+		},
+	})
 }
 
 // TestReservationListBounded: a pool whose reservation list is full admits
@@ -287,23 +330,7 @@ func TestReservedUserArrivingMidRoundStillCounts(t *testing.T) {
 	api := newFakeAPI(t, w, pool, arriving)
 	// The cache's list of the pool's users was taken a moment before the
 	// user arrived; a read by name, a moment later, shows it.
-	cache := interceptor.NewClient(api.(client.WithWatch), interceptor.Funcs{
-		List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
-			if err := c.List(ctx, list, opts...); err != nil {
-				return err
-			}
-			if users, ok := list.(*v1.PlatformUserList); ok {
-				var kept []v1.PlatformUser
-				for _, u := range users.Items {
-					if u.Name != "arriving" {
-						kept = append(kept, u)
-					}
-				}
-				users.Items = kept
-			}
-			return nil
-		},
-	})
+	cache := hidingUsers(api, "arriving")
 	r := newLicenseReserver(cache, api, Options{ReservationTTL: 30 * time.Second, Clock: clock.RealClock{}})
 	next := &v1.PlatformUser{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "next"}, Spec: v1.PlatformUserSpec{LicensePool: "p"}}
 	refusal, err := r.reserve(context.Background(), next, 1, "e", false)
@@ -315,10 +342,18 @@ func TestReservedUserArrivingMidRoundStillCounts(t *testing.T) {
 	}
 }
 
-// countingReader counts the pools read from the API server.
+// countingReader counts the pools read and the user lists made on the API
+// server.
 type countingReader struct {
 	client.Reader
-	pools int
+	pools, lists int
+}
+
+func (c *countingReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if _, ok := list.(*v1.PlatformUserList); ok {
+		c.lists++
+	}
+	return c.Reader.List(ctx, list, opts...)
 }
 
 func (c *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
@@ -377,6 +412,11 @@ func TestReservationRoundsStartFromTheirOwnWrite(t *testing.T) {
 	if err := c.Status().Update(context.Background(), pool); err != nil {
 		t.Fatal(err)
 	}
+	for _, name := range []string{"u1", "u2", "u3"} {
+		if err := c.Create(context.Background(), licensedUser("ns", name, "p")); err != nil {
+			t.Fatal(err)
+		}
+	}
 	readsBefore := reader.pools
 	if refusal := round("u4", false); refusal == nil || !strings.Contains(refusal.Detail, "is full: 3/3") {
 		t.Errorf("u4 after the pool filled up: refusal %v; want the pool full, decided on a fresh read", refusal)
@@ -386,5 +426,78 @@ func TestReservationRoundsStartFromTheirOwnWrite(t *testing.T) {
 	}
 	if q.written != nil {
 		t.Error("a round that wrote nothing left a copy to start from")
+	}
+}
+
+// TestDeactivationTheCacheHasNotSeenFreesItsLicense: a client deactivates
+// the only holder of a Deny pool and at once activates another user. This
+// replica's cache still shows the holder active, and the pool's record still
+// counts it, whether or not the controller has released the holder's status
+// yet; the refusal is checked against the API server, which shows the license
+// free, and the user is admitted. While the holder is really active, the same
+// check refuses, at the cost of one list of the namespace.
+func TestDeactivationTheCacheHasNotSeenFreesItsLicense(t *testing.T) {
+	for _, released := range []bool{false, true} {
+		t.Run(fmt.Sprintf("released=%v", released), func(t *testing.T) {
+			pool := denyPool("ns", "p", 1)
+			pool.Status.Used = 1
+			holder := licensedUser("ns", "holder", "p")
+			api := newFakeAPI(t, &poolWrites{}, pool, holder.DeepCopy())
+			// The cache answers with the holder as it was before the deactivation.
+			stale := holder.DeepCopy()
+			cache := interceptor.NewClient(api.(client.WithWatch), interceptor.Funcs{
+				List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+					if err := c.List(ctx, list, opts...); err != nil {
+						return err
+					}
+					if users, ok := list.(*v1.PlatformUserList); ok {
+						for i := range users.Items {
+							if users.Items[i].Name == stale.Name {
+								stale.DeepCopyInto(&users.Items[i])
+							}
+						}
+					}
+					return nil
+				},
+			})
+			live := &countingReader{Reader: api}
+			r := newLicenseReserver(cache, live, Options{ReservationTTL: 30 * time.Second, Clock: clock.RealClock{}})
+			next := func(name string) *field.Error {
+				t.Helper()
+				u := &v1.PlatformUser{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}, Spec: v1.PlatformUserSpec{LicensePool: "p"}}
+				refusal, err := r.reserve(context.Background(), u, 1, "e", false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return refusal
+			}
+
+			if refusal := next("early"); refusal == nil || !strings.Contains(refusal.Detail, "is full: 1/1") {
+				t.Fatalf("admitted into a pool of 1 whose holder is active; want refused as full, got %v", refusal)
+			}
+			if live.lists != 1 {
+				t.Errorf("the refusal listed users from the API server %d times; want 1", live.lists)
+			}
+
+			onServer := &v1.PlatformUser{}
+			if err := api.Get(context.Background(), client.ObjectKeyFromObject(holder), onServer); err != nil {
+				t.Fatal(err)
+			}
+			onServer.Spec.Active = ptr.To(false)
+			if err := api.Update(context.Background(), onServer); err != nil {
+				t.Fatal(err)
+			}
+			if released {
+				// The controller wrote the holder's status and has not
+				// written the pool's counts yet.
+				onServer.Status = v1.PlatformUserStatus{}
+				if err := api.Status().Update(context.Background(), onServer); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if refusal := next("sleeper"); refusal != nil {
+				t.Errorf("refused although the API server shows the only holder deactivated: %s", refusal.Detail)
+			}
+		})
 	}
 }
