@@ -208,7 +208,8 @@ type LicensePoolStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=entity
-	// +kubebuilder:validation:MaxItems=64
+	// +listMapKey=licensePool
+	// +kubebuilder:validation:MaxItems=128
 	Delegated []DelegatedLicenses `json:"delegated,omitempty"`
 
 	// delegatedIn is what this pool counts of the delegations of its parent
