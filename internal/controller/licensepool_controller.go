@@ -181,6 +181,7 @@ func (r *LicensePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 
 	if pool == nil {
 		metrics.ForgetPool(req.Namespace, req.Name)
+		r.ownWrites.Delete(req.NamespacedName)
 		return ctrl.Result{}, nil
 	}
 	metrics.ObserveRequests(req.Namespace, place.entity, req.Name, requestCounts(requests, now))
