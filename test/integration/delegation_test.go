@@ -194,6 +194,13 @@ func TestDelegationHandoff(t *testing.T) {
 		}
 		time.Sleep(1500 * time.Millisecond) // some activations land during each step, none waits for it
 	}
+	// Flapping: raises and cuts faster than the pools settle, so that passes
+	// of parent and children overlap every change.
+	for i := range 40 {
+		n := int32(3 + 9*(i%2))
+		setDelegations(g, pns, "default", delegate(k(i%3), "default", n), delegate(k((i+1)%3), "default", 15-n))
+		time.Sleep(time.Duration(20+15*(i%4)) * time.Millisecond)
+	}
 	wg.Wait()
 
 	// Once more, and settled: each pool's capacity is what the last
