@@ -99,17 +99,27 @@ type DelegatedLicenses struct {
 	// +required
 	// +kubebuilder:validation:MaxLength=253
 	LicensePool string `json:"licensePool"`
-	// licenses is how many licenses this pool no longer counts as its own for
-	// that pool. While a cut waits for the child pool to apply it, this is
-	// still the licenses before the cut.
+	// licenses is how many licenses this pool has taken out of its own
+	// capacity for that pool. While a cut waits for the child pool to apply
+	// it, this is still what the child may count from before the cut.
 	// +required
 	// +kubebuilder:validation:Minimum=0
 	Licenses int32 `json:"licenses"`
+	// offered is how many of them the child pool may count (at most
+	// licenses): a raise is offered once it is taken out, a cut at once.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Offered int32 `json:"offered"`
+	// revision identifies the offer; it grows whenever offered changes, so
+	// that the child's acknowledgement names the offer it applied.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Revision int64 `json:"revision,omitempty"`
 }
 
 // DelegatedInLicenses is what a child pool counts of one parent pool's
-// delegation, and the parent pool's generation it applied: the parent gives a
-// cut back to itself only once this says the child applied it.
+// delegation, and the revision of the parent's offer it applied: the parent
+// takes a cut back only once this says the child applied it.
 type DelegatedInLicenses struct {
 	// licensePool is the delegating pool, in the parent entity's namespace.
 	// +required
@@ -119,11 +129,11 @@ type DelegatedInLicenses struct {
 	// +required
 	// +kubebuilder:validation:Minimum=0
 	Licenses int32 `json:"licenses"`
-	// parentGeneration is the metadata.generation of the parent pool whose
-	// spec.delegations this count applies.
+	// revision is the revision of the parent pool's offer (its
+	// status.delegated entry) this count applies.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
-	ParentGeneration int64 `json:"parentGeneration,omitempty"`
+	Revision int64 `json:"revision,omitempty"`
 }
 
 // LicenseGrant is a number of extra licenses granted to the entity on request.
@@ -203,8 +213,9 @@ type LicensePoolStatus struct {
 	Reservations []LicenseReservation `json:"reservations,omitempty"`
 
 	// delegated is what this pool has taken out of its own capacity for the
-	// pools of its entity's sub-entities (spec.delegations), as of
-	// observedGeneration. A child pool counts a delegation only up to this.
+	// pools of its entity's sub-entities (spec.delegations), and what it
+	// offers them, as of observedGeneration. A child pool counts a delegation
+	// only up to its offer.
 	// +optional
 	// +listType=map
 	// +listMapKey=entity

@@ -48,7 +48,7 @@ func (r *LicensePoolReconciler) delegationsOf(ctx context.Context, pool *v1.Lice
 		return 0, d, fmt.Errorf("cannot read the delegations of license pool %q: %w", pool.Name, err)
 	}
 	d.view = view
-	capacity, plan, counted := view.Capacity(base, pool.Generation)
+	capacity, plan, counted := view.Capacity(base)
 	d.plan, d.counted = plan, counted
 	return capacity, d, nil
 }
@@ -57,11 +57,12 @@ func (r *LicensePoolReconciler) delegationsOf(ctx context.Context, pool *v1.Lice
 func (d delegations) apply(st *v1.LicensePoolStatus) {
 	st.Delegated = nil
 	for _, e := range d.plan.Delegated {
-		st.Delegated = append(st.Delegated, v1.DelegatedLicenses{Entity: e.Entity, LicensePool: e.Pool, Licenses: e.Licenses})
+		st.Delegated = append(st.Delegated, v1.DelegatedLicenses{Entity: e.Entity, LicensePool: e.Pool,
+			Licenses: e.Licenses, Offered: e.Offered, Revision: e.Revision})
 	}
 	st.DelegatedIn = nil
 	for _, a := range d.counted.Acks {
-		st.DelegatedIn = append(st.DelegatedIn, v1.DelegatedInLicenses{LicensePool: a.ParentPool, Licenses: a.Licenses, ParentGeneration: a.Generation})
+		st.DelegatedIn = append(st.DelegatedIn, v1.DelegatedInLicenses{LicensePool: a.ParentPool, Licenses: a.Licenses, Revision: a.Revision})
 	}
 }
 

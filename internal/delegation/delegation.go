@@ -1,27 +1,28 @@
 // Package delegation is the arithmetic of licenses a parent pool hands to the
 // pools of its sub-entities (guarantee 10): how much the parent takes out of
-// its own capacity, what it publishes, and what a child pool counts. It holds
+// its own capacity, what it offers, and what a child pool counts. It holds
 // no I/O; the pool controller and admission gather its inputs.
 //
 // The handoff has two steps, each side acting only on what the other has
-// written:
+// written. For each child pool, the parent's status.delegated publishes an
+// offer (what the child may count), what the parent takes out of its own
+// capacity (never less than the offer, nor than what the child may still
+// count of an earlier offer), and a revision that grows with every new offer:
 //
-//   - the parent publishes in status.delegated what it has taken out of its
-//     own capacity for a child pool, after writing the users that lose a
-//     license to it;
-//   - the child counts min(published, spec) of its parent's pools: a raise
-//     counts once the parent has published it, a cut at once (counting less is
-//     always safe). After writing its own users that lose a license, it
-//     acknowledges in status.delegatedIn the parent generation it applied;
-//   - the parent gives a cut back to itself only once the child acknowledged
-//     the current generation of its spec, since from then on the child counts
-//     at most that generation's spec. Until then it keeps deducting what it
-//     published before. A lowered value is published before the parent counts
-//     it (Deducted stays at the old value in that pass), so that a child
-//     reading a newer spec never pairs it with an older, higher publication.
+//   - the parent raises an offer only in the status write that follows the
+//     users it revoked for it, and lowers it (a cut, or a pool that shrank)
+//     at once: counting less is always safe for the child;
+//   - the child counts min(offer, the parent's spec), writes its own users,
+//     then acknowledges in status.delegatedIn what it counts and the revision
+//     it applied;
+//   - the parent takes back what it no longer offers only once the child
+//     acknowledged the current revision: from then on the child counts at
+//     most the current offer, whatever spec it reads.
 //
-// Whatever the order of the passes and however stale either side's cache, the
-// parent's deduction is never below what the child counts.
+// Revisions never repeat, so an acknowledgement of an older offer that
+// happened to have the same value is never taken for the current one.
+// Whatever the order of the passes and however stale either side's cache,
+// what the parent takes out is never below what the child counts.
 package delegation
 
 import (
@@ -44,10 +45,10 @@ func (k Key) compare(o Key) int {
 }
 
 // Ack is a child pool's acknowledgement of a parent pool: what it counts and
-// the parent pool generation it applied.
+// the revision of the parent's offer it applied.
 type Ack struct {
-	Licenses   int32
-	Generation int64
+	Licenses int32
+	Revision int64
 }
 
 // Out is one delegation as a parent pool's pass sees it: an entry of its spec,
@@ -60,20 +61,25 @@ type Out struct {
 	// Valid: the entry of the spec names a sub-entity of the pool's entity
 	// and a pool that exists. An invalid entry counts on neither side.
 	Valid bool
-	// Published is what status.delegated says for Key (0 when absent).
-	Published int32
+	// Published is what status.delegated says for Key (zero when absent).
+	Published Entry
 	// Ack is the child pool's status.delegatedIn entry for this parent pool,
 	// nil when there is none.
 	Ack *Ack
 	// ChildGone: the child pool does not exist and no user holds a license
-	// of it, so nothing of what was published is held any more.
+	// of it, so nothing of what was offered is held any more.
 	ChildGone bool
 }
 
 // Entry is a published delegation.
 type Entry struct {
 	Key
+	// Licenses is what the parent takes out of its own capacity.
 	Licenses int32
+	// Offered is what the child may count, at most Licenses.
+	Offered int32
+	// Revision identifies the offer; it grows whenever Offered changes.
+	Revision int64
 }
 
 // Plan is what a parent pool's pass does with its delegations.
@@ -81,75 +87,58 @@ type Plan struct {
 	// Deducted is what the pass takes out of the pool's capacity.
 	Deducted int64
 	// Delegated is what to publish in status.delegated, sorted, without
-	// zeros.
+	// entries that neither take out nor offer anything.
 	Delegated []Entry
-	// Short are the valid delegations the pool could not honour whole, for
+	// Short are the valid delegations the pool could not offer whole, for
 	// want of licenses: how many of their licenses are missing.
 	Short map[Key]int32
 }
 
-// PlanOut decides a parent pool's delegations: base is its capacity before
-// delegations, generation its metadata.generation.
-func PlanOut(base int32, generation int64, outs []Out) Plan {
+// PlanOut decides a parent pool's delegations; base is its capacity before
+// delegations. Offers are served in the order of their keys from base.
+func PlanOut(base int32, outs []Out) Plan {
 	outs = slices.Clone(outs)
 	slices.SortFunc(outs, func(a, b Out) int { return a.compare(b.Key) })
-
-	// committed is what the child may still count of each entry: the parent
-	// keeps deducting it this pass whatever it publishes.
-	committed := make([]int64, len(outs))
-	floors := make([]int32, len(outs))
-	var total int64
-	for i, o := range outs {
-		floors[i] = floor(o, generation)
-		committed[i] = int64(max(floors[i], o.Published))
-		total += committed[i]
-	}
-	avail := max(int64(base)-total, 0)
-
 	plan := Plan{}
-	for i, o := range outs {
+	avail := int64(max(base, 0))
+	for _, o := range outs {
 		target := int32(0)
 		if o.InSpec && o.Valid {
 			target = max(o.Spec, 0)
 		}
-		d := int64(max(target, floors[i]))
-		if int64(target) > committed[i] {
-			grant := min(int64(target)-committed[i], avail)
-			avail -= grant
-			d = committed[i] + grant
-			if short := int64(target) - d; short > 0 {
-				if plan.Short == nil {
-					plan.Short = map[Key]int32{}
-				}
-				plan.Short[o.Key] = int32(short)
+		offer := int32(min(int64(target), avail))
+		avail -= int64(offer)
+		if short := target - offer; short > 0 {
+			if plan.Short == nil {
+				plan.Short = map[Key]int32{}
 			}
+			plan.Short[o.Key] = short
 		}
-		plan.Deducted += max(d, committed[i])
-		if d > 0 {
-			plan.Delegated = append(plan.Delegated, Entry{Key: o.Key, Licenses: int32(min(d, math.MaxInt32))})
+		pub := o.Published
+		// What the child may count: any spec with the offer it last read
+		// (the published one), and what it acknowledged of the current
+		// revision, or else what was taken out for it so far.
+		held := pub.Licenses
+		switch {
+		case o.ChildGone:
+			held = 0
+		case o.Ack != nil && o.Ack.Revision == pub.Revision:
+			held = o.Ack.Licenses
+		}
+		e := Entry{Key: o.Key, Offered: offer, Revision: pub.Revision,
+			Licenses: max(offer, held, pub.Offered)}
+		if o.ChildGone {
+			e.Licenses = offer
+		}
+		if offer != pub.Offered {
+			e.Revision++
+		}
+		plan.Deducted += int64(e.Licenses)
+		if e.Licenses > 0 || e.Offered > 0 {
+			plan.Delegated = append(plan.Delegated, e)
 		}
 	}
 	return plan
-}
-
-// floor is the least the parent may deduct for o: what the child may still
-// count of it.
-func floor(o Out, generation int64) int32 {
-	switch {
-	case o.ChildGone:
-		return 0
-	case o.InSpec && !o.Valid:
-		// The child may see the entry otherwise than the parent does (a pool
-		// recreated, a hierarchy the cache shows late): what was published
-		// stays taken out until the child pool is gone or the entry fixed.
-		return o.Published
-	case o.Ack != nil && o.Ack.Generation == generation:
-		// The child applied this generation: from now on it counts at most
-		// its spec, which the target covers.
-		return o.Ack.Licenses
-	default:
-		return o.Published
-	}
 }
 
 // In is one parent pool's delegation to a child pool, as the child's pass
@@ -157,15 +146,13 @@ func floor(o Out, generation int64) int32 {
 type In struct {
 	// ParentPool is the delegating pool's name.
 	ParentPool string
-	// Generation is the parent pool's metadata.generation.
-	Generation int64
 	// InSpec: the parent's spec.delegations names this child pool; Spec is
 	// its licenses.
 	InSpec bool
 	Spec   int32
-	// Published is the parent's status.delegated for this child pool (0 when
-	// absent).
-	Published int32
+	// Published is the parent's status.delegated for this child pool (zero
+	// when absent).
+	Published Entry
 }
 
 // Counted is what a child pool counts of its parent pools' delegations.
@@ -189,15 +176,15 @@ func CountIn(ins []In) Counted {
 	slices.SortFunc(ins, func(a, b In) int { return cmp.Compare(a.ParentPool, b.ParentPool) })
 	var c Counted
 	for _, in := range ins {
-		if !in.InSpec && in.Published <= 0 {
+		if !in.InSpec && in.Published == (Entry{}) {
 			continue
 		}
 		n := int32(0)
 		if in.InSpec {
-			n = max(min(in.Spec, in.Published), 0)
+			n = max(min(in.Spec, in.Published.Offered), 0)
 		}
 		c.Licenses += int64(n)
-		c.Acks = append(c.Acks, InEntry{ParentPool: in.ParentPool, Ack: Ack{Licenses: n, Generation: in.Generation}})
+		c.Acks = append(c.Acks, InEntry{ParentPool: in.ParentPool, Ack: Ack{Licenses: n, Revision: in.Published.Revision}})
 	}
 	return c
 }

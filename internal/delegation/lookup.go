@@ -26,9 +26,9 @@ type View struct {
 
 // Capacity is the pool's capacity once its delegations are applied to base,
 // as the pool controller counts it; admission uses the same.
-func (v View) Capacity(base int32, generation int64) (int32, Plan, Counted) {
+func (v View) Capacity(base int32) (int32, Plan, Counted) {
 	in := CountIn(v.Ins)
-	plan := PlanOut(Apply(base, in.Licenses), generation, v.Outs)
+	plan := PlanOut(Apply(base, in.Licenses), v.Outs)
 	return Apply(base, in.Licenses-plan.Deducted), plan, in
 }
 
@@ -74,11 +74,12 @@ func Look(ctx context.Context, r client.Reader, pool *v1.LicensePool, entity *v1
 		o.Valid = true
 	}
 	for _, d := range pool.Status.Delegated {
-		get(Key{Entity: d.Entity, Pool: d.LicensePool}).Published = d.Licenses
+		k := Key{Entity: d.Entity, Pool: d.LicensePool}
+		get(k).Published = Entry{Key: k, Licenses: d.Licenses, Offered: d.Offered, Revision: d.Revision}
 	}
 	for _, k := range order {
 		o := outs[k]
-		if !o.InSpec && o.Published == 0 {
+		if !o.InSpec && o.Published == (Entry{}) {
 			continue
 		}
 		if err := child(ctx, r, pool.Name, o); err != nil {
@@ -153,7 +154,7 @@ func child(ctx context.Context, r client.Reader, parentPool string, o *Out) erro
 	}
 	for _, in := range p.Status.DelegatedIn {
 		if in.LicensePool == parentPool {
-			o.Ack = &Ack{Licenses: in.Licenses, Generation: in.ParentGeneration}
+			o.Ack = &Ack{Licenses: in.Licenses, Revision: in.Revision}
 		}
 	}
 	return nil
@@ -172,7 +173,7 @@ func ins(ctx context.Context, r client.Reader, pool *v1.LicensePool, entity, par
 	var out []In
 	for i := range pools.Items {
 		p := &pools.Items[i]
-		in := In{ParentPool: p.Name, Generation: p.Generation}
+		in := In{ParentPool: p.Name}
 		for _, d := range p.Spec.Delegations {
 			if d.Entity == entity.Name && d.PoolName() == pool.Name {
 				in.InSpec, in.Spec = true, d.Licenses
@@ -180,10 +181,10 @@ func ins(ctx context.Context, r client.Reader, pool *v1.LicensePool, entity, par
 		}
 		for _, d := range p.Status.Delegated {
 			if d.Entity == entity.Name && d.LicensePool == pool.Name {
-				in.Published = d.Licenses
+				in.Published = Entry{Key: Key{Entity: d.Entity, Pool: d.LicensePool}, Licenses: d.Licenses, Offered: d.Offered, Revision: d.Revision}
 			}
 		}
-		if in.InSpec || in.Published > 0 {
+		if in.InSpec || in.Published != (Entry{}) {
 			out = append(out, in)
 		}
 	}

@@ -507,6 +507,6 @@ func (r *licenseReserver) withDelegations(ctx context.Context, pool *v1.LicenseP
 	if err != nil {
 		return 0, fmt.Errorf("cannot read the delegations of license pool %q: %w", pool.Name, err)
 	}
-	capacity, _, _ = view.Capacity(capacity, pool.Generation)
+	capacity, _, _ = view.Capacity(capacity)
 	return capacity, nil
 }

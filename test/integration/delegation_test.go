@@ -207,12 +207,20 @@ func TestDelegationHandoff(t *testing.T) {
 	// delegations say.
 	setDelegations(g, pns, "default", delegate(k(0), "default", 4), delegate(k(1), "default", 6), delegate(k(2), "spare", 5))
 	p := waitCapacity(g, pns, "default", parentLicenses-15)
-	g.Expect(p.Status.Delegated).To(ConsistOf(
-		v1.DelegatedLicenses{Entity: k(0), LicensePool: "default", Licenses: 4},
-		v1.DelegatedLicenses{Entity: k(1), LicensePool: "default", Licenses: 6},
-		v1.DelegatedLicenses{Entity: k(2), LicensePool: "spare", Licenses: 5}))
+	var out []string
+	for _, d := range p.Status.Delegated {
+		out = append(out, fmt.Sprintf("%s/%s %d of %d", d.Entity, d.LicensePool, d.Offered, d.Licenses))
+	}
+	g.Expect(out).To(ConsistOf(k(0)+"/default 4 of 4", k(1)+"/default 6 of 6", k(2)+"/spare 5 of 5"))
 	c := waitCapacity(g, kns[0], "default", ownOfFirst+4)
-	g.Expect(c.Status.DelegatedIn).To(Equal([]v1.DelegatedInLicenses{{LicensePool: "default", Licenses: 4, ParentGeneration: p.Generation}}))
+	g.Expect(c.Status.DelegatedIn).To(HaveLen(1))
+	g.Expect(c.Status.DelegatedIn[0].LicensePool).To(Equal("default"))
+	g.Expect(c.Status.DelegatedIn[0].Licenses).To(Equal(int32(4)))
+	for _, d := range p.Status.Delegated {
+		if d.Entity == k(0) {
+			g.Expect(c.Status.DelegatedIn[0].Revision).To(Equal(d.Revision), "the child acknowledges the offer it counts")
+		}
+	}
 	waitCapacity(g, kns[1], "default", 6)
 	waitCapacity(g, kns[2], "spare", 5)
 	waitCapacity(g, kns[2], "default", 0)
@@ -329,6 +337,17 @@ func TestDelegationInvalid(t *testing.T) {
 	t.Run("valid, then counted", func(t *testing.T) {
 		g := NewWithT(t)
 		setDelegations(g, pns, "default", delegate(child.Name, "", 3))
+		waitCapacity(g, pns, "default", 7)
+		waitCapacity(g, cns, "default", 4)
+
+		// The parent's own licenses shrink below the delegation: the child
+		// gets what is left, and the parent says what it could not hand over.
+		p := &v1.LicensePool{ObjectMeta: metav1.ObjectMeta{Namespace: pns, Name: "default"}}
+		g.Expect(patch(k8s, p, `{"spec":{"licenses":2}}`)).To(Succeed())
+		p = waitCapacity(g, pns, "default", 0)
+		g.Expect(meta.FindStatusCondition(p.Status.Conditions, v1.ReadyCondition).Message).To(ContainSubstring("1 licenses of the delegation to %q not handed over", child.Name))
+		waitCapacity(g, cns, "default", 3)
+		g.Expect(patch(k8s, p, `{"spec":{"licenses":10}}`)).To(Succeed())
 		waitCapacity(g, pns, "default", 7)
 		waitCapacity(g, cns, "default", 4)
 		setDelegations(g, pns, "default")
