@@ -41,7 +41,7 @@ func (r *LicensePoolReconciler) delegationsOf(ctx context.Context, pool *v1.Lice
 	var d delegations
 	e := &v1.Entity{}
 	if err := r.Get(ctx, client.ObjectKey{Name: entity}, e); err != nil {
-		return 0, d, fmt.Errorf("cannot read entity %q: %w", entity, client.IgnoreNotFound(err))
+		return 0, d, fmt.Errorf("cannot read entity %q: %w", entity, err)
 	}
 	view, err := delegation.Look(ctx, r.Client, pool, e, r.PlatformEntity)
 	if err != nil {
