@@ -52,6 +52,11 @@ const (
 	// exist; the entity stays out of the hierarchy until it does.
 	ReasonParentNotFound = "ParentNotFound"
 
+	// ReasonDelegationInvalid (LicensePool): an entry of spec.delegations names
+	// an entity that is not a sub-entity of the pool's entity, or a pool that
+	// does not exist; it counts on neither side until fixed.
+	ReasonDelegationInvalid = "DelegationInvalid"
+
 	// ReasonLicensed (PlatformUser): active and holding a license.
 	ReasonLicensed = "Licensed"
 	// ReasonDeactivated (PlatformUser): inactive; holds no license by design.

@@ -40,6 +40,100 @@ type LicensePoolSpec struct {
 	// +optional
 	// +kubebuilder:default=Deny
 	Enforcement Enforcement `json:"enforcement,omitempty"`
+
+	// delegations hand licenses of this pool to pools of the entity's
+	// sub-entities. A delegation leaves this pool's capacity before it joins
+	// the child pool's (status.delegated here, status.delegatedIn there), and a
+	// cut comes back only once the child pool has applied it, so delegating
+	// never creates a license. A delegation to an entity that is not a
+	// sub-entity of this pool's entity, or to a pool that does not exist,
+	// counts on neither side (Stalled, reason DelegationInvalid).
+	// +optional
+	// +listType=map
+	// +listMapKey=entity
+	// +kubebuilder:validation:MaxItems=64
+	Delegations []LicenseDelegation `json:"delegations,omitempty"`
+}
+
+// LicenseDelegation hands a number of a parent pool's licenses to a pool of
+// one sub-entity.
+type LicenseDelegation struct {
+	// entity is the name of the sub-entity (an Entity whose spec.parent is this
+	// pool's entity) that receives the licenses.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=56
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Entity string `json:"entity"`
+	// licensePool names the pool, in the sub-entity's namespace, that receives
+	// the licenses. Defaults to "default".
+	// +optional
+	// +kubebuilder:default=default
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	LicensePool string `json:"licensePool,omitempty"`
+	// licenses is how many of this pool's licenses the sub-entity's pool gets.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	Licenses int32 `json:"licenses"`
+}
+
+// PoolName is the receiving pool, "default" when unset.
+func (d LicenseDelegation) PoolName() string {
+	if d.LicensePool == "" {
+		return DefaultLicensePool
+	}
+	return d.LicensePool
+}
+
+// DelegatedLicenses is what a parent pool has taken out of its own capacity
+// for one sub-entity's pool.
+type DelegatedLicenses struct {
+	// entity is the sub-entity.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	Entity string `json:"entity"`
+	// licensePool is the receiving pool in the sub-entity's namespace.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	LicensePool string `json:"licensePool"`
+	// licenses is how many licenses this pool has taken out of its own
+	// capacity for that pool. While a cut waits for the child pool to apply
+	// it, this is still what the child may count from before the cut.
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	Licenses int32 `json:"licenses"`
+	// offered is how many of them the child pool may count (at most
+	// licenses): a raise is offered once it is taken out, a cut at once.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Offered int32 `json:"offered"`
+	// revision identifies the offer; it grows whenever offered changes, so
+	// that the child's acknowledgement names the offer it applied.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Revision int64 `json:"revision,omitempty"`
+}
+
+// DelegatedInLicenses is what a child pool counts of one parent pool's
+// delegation, and the revision of the parent's offer it applied: the parent
+// takes a cut back only once this says the child applied it.
+type DelegatedInLicenses struct {
+	// licensePool is the delegating pool, in the parent entity's namespace.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	LicensePool string `json:"licensePool"`
+	// licenses is how many of the parent pool's licenses this pool counts.
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	Licenses int32 `json:"licenses"`
+	// revision is the revision of the parent pool's offer (its
+	// status.delegated entry) this count applies.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Revision int64 `json:"revision,omitempty"`
 }
 
 // LicenseGrant is a number of extra licenses granted to the entity on request.
@@ -117,6 +211,25 @@ type LicensePoolStatus struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=1000
 	Reservations []LicenseReservation `json:"reservations,omitempty"`
+
+	// delegated is what this pool has taken out of its own capacity for the
+	// pools of its entity's sub-entities (spec.delegations), and what it
+	// offers them, as of observedGeneration. A child pool counts a delegation
+	// only up to its offer.
+	// +optional
+	// +listType=map
+	// +listMapKey=entity
+	// +listMapKey=licensePool
+	// +kubebuilder:validation:MaxItems=128
+	Delegated []DelegatedLicenses `json:"delegated,omitempty"`
+
+	// delegatedIn is what this pool counts of the delegations of its parent
+	// entity's pools, one entry per delegating pool.
+	// +optional
+	// +listType=map
+	// +listMapKey=licensePool
+	// +kubebuilder:validation:MaxItems=1024
+	DelegatedIn []DelegatedInLicenses `json:"delegatedIn,omitempty"`
 }
 
 // LicensePool is a pool of named licenses of an entity. Each active

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +62,7 @@ type LicensePoolReconciler struct {
 	expectations *writeExpectations
 	poolWrites   countsWrites
 	primed       sync.Map           // namespaces whose users were listed live since start
+	ownWrites    sync.Map           // pool → resourceVersion of this controller's last status write
 	priming      singleflight.Group // one live list per namespace, whichever pools ask at once
 }
 
@@ -95,11 +97,17 @@ func (r *LicensePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 
 	pool := &v1.LicensePool{}
-	if err := r.Get(ctx, req.NamespacedName, pool); err != nil {
+	var err error
+	if err = r.Get(ctx, req.NamespacedName, pool); err != nil {
 		if !apierrors.IsNotFound(err) {
 			return ctrl.Result{}, fmt.Errorf("cannot read license pool: %w", err)
 		}
 		pool = nil
+	}
+	if pool != nil {
+		if pool, err = r.freshPool(ctx, req.NamespacedName, pool); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	users := &v1.PlatformUserList{}
 	if err := r.List(ctx, users, client.InNamespace(req.Namespace), client.MatchingFields{index.UserPool: req.Name}); err != nil {
@@ -117,11 +125,15 @@ func (r *LicensePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	var capacity int32
 	var nextExpiry *metav1.Time
 	var chargeAgain bool
+	var deleg delegations
 	if pool != nil && pool.DeletionTimestamp.IsZero() && place.entity != "" {
 		if chargeAgain, err = r.takeCharge(ctx, requests, now); err != nil {
 			return ctrl.Result{}, err
 		}
 		capacity, nextExpiry = pool.CapacityWith(v1.TotalRequests(requests, now), now)
+		if capacity, deleg, err = r.delegationsOf(ctx, pool, place.entity, capacity); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	claims := make([]licensing.Claim, len(users.Items))
 	for i := range users.Items {
@@ -169,10 +181,11 @@ func (r *LicensePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 
 	if pool == nil {
 		metrics.ForgetPool(req.Namespace, req.Name)
+		r.ownWrites.Delete(req.NamespacedName)
 		return ctrl.Result{}, nil
 	}
 	metrics.ObserveRequests(req.Namespace, place.entity, req.Name, requestCounts(requests, now))
-	res, err := r.updatePoolStatus(ctx, pool, alloc, capacity, nextExpiry, users, requests, now, place, wroteUsers)
+	res, err := r.updatePoolStatus(ctx, pool, alloc, capacity, nextExpiry, users, requests, now, place, deleg, wroteUsers)
 	if chargeAgain && err == nil && (res.RequeueAfter == 0 || res.RequeueAfter > time.Second) {
 		res.RequeueAfter = time.Second
 	}
@@ -350,12 +363,13 @@ func (r *LicensePoolReconciler) cachedResourceVersion(ctx context.Context) func(
 // with its users for longer than the pass that wrote them.
 func (r *LicensePoolReconciler) updatePoolStatus(ctx context.Context, pool *v1.LicensePool, alloc licensing.Allocation,
 	capacity int32, nextExpiry *metav1.Time, users *v1.PlatformUserList, requests []v1.LicenseRequest, now time.Time,
-	place userPlace, wroteUsers bool) (ctrl.Result, error) {
+	place userPlace, deleg delegations, wroteUsers bool) (ctrl.Result, error) {
 	orig := pool.DeepCopy()
 	st := &pool.Status
 	st.Capacity, st.Used, st.Available, st.Pending = capacity, alloc.Licensed, alloc.Available, alloc.Waiting
 	st.Requested = int32(min(v1.TotalRequests(requests, now).Requested, math.MaxInt32))
 	st.NextExpiry = nextExpiry
+	deleg.apply(st)
 
 	requeue := time.Duration(0)
 	if nextExpiry != nil {
@@ -375,11 +389,14 @@ func (r *LicensePoolReconciler) updatePoolStatus(ctx context.Context, pool *v1.L
 	if st.Requested > 0 {
 		msg += fmt.Sprintf(", %d requested", st.Requested)
 	}
+	msg += deleg.summary()
 	switch {
 	case !pool.DeletionTimestamp.IsZero():
 		setPhase(&st.StatusBase, pool.Generation, phaseProgressing, v1.ReasonProgressing, "license pool is being deleted")
 	case place.entity == "":
 		setPhase(&st.StatusBase, pool.Generation, phaseStalled, v1.ReasonNotInEntityNamespace, place.notInEntityMessage("license pool"))
+	case deleg.invalidMessage() != "":
+		setPhase(&st.StatusBase, pool.Generation, phaseStalled, v1.ReasonDelegationInvalid, truncate(deleg.invalidMessage()+"; "+msg))
 	default:
 		setPhase(&st.StatusBase, pool.Generation, phaseReady, v1.ReasonReconciled, msg)
 	}
@@ -406,6 +423,7 @@ func (r *LicensePoolReconciler) updatePoolStatus(ctx context.Context, pool *v1.L
 	if written {
 		metrics.ObservePool(ctx, r.Client, pool, alloc)
 		r.poolWrites.wrote(key, now)
+		r.wrote(pool)
 	}
 	return ctrl.Result{RequeueAfter: requeue}, nil
 }
@@ -421,7 +439,9 @@ func deferrable(pool, orig *v1.LicensePool) bool {
 	return pool.DeletionTimestamp.IsZero() && orig.Status.ObservedGeneration == pool.Generation &&
 		len(pool.Status.Reservations) < maxDeferredReservations &&
 		orig.Status.LicenseCounts == pool.Status.LicenseCounts &&
-		equality.Semantic.DeepEqual(orig.Status.Conditions, pool.Status.Conditions)
+		equality.Semantic.DeepEqual(orig.Status.Conditions, pool.Status.Conditions) &&
+		equality.Semantic.DeepEqual(orig.Status.Delegated, pool.Status.Delegated) &&
+		equality.Semantic.DeepEqual(orig.Status.DelegatedIn, pool.Status.DelegatedIn)
 }
 
 // liveReservations keeps the reservations that have not outlived the TTL and
@@ -460,7 +480,8 @@ func (r *LicensePoolReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1.LicensePool{}).
 		Watches(&v1.PlatformUser{}, handler.EnqueueRequestsFromMapFunc(r.poolsOfUserAndEmail)).
-		Watches(&v1.Entity{}, handler.EnqueueRequestsFromMapFunc(r.poolsOfEntity), builder.WithPredicates(entityPlaceChanged)).
+		Watches(&v1.Entity{}, handler.EnqueueRequestsFromMapFunc(r.poolsOfHierarchy), builder.WithPredicates(entityPlaceChanged)).
+		Watches(&v1.LicensePool{}, handler.EnqueueRequestsFromMapFunc(r.poolsLinkedTo), builder.WithPredicates(delegationsChanged)).
 		Watches(&v1.LicenseRequest{}, handler.EnqueueRequestsFromMapFunc(poolOfRequest), builder.WithPredicates(requestCountChanged)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Named("licensepool").
@@ -527,7 +548,8 @@ func (r *LicensePoolReconciler) poolsOfEntity(ctx context.Context, o client.Obje
 var entityPlaceChanged = predicate.Funcs{
 	UpdateFunc: func(ev event.UpdateEvent) bool {
 		o, n := ev.ObjectOld.(*v1.Entity), ev.ObjectNew.(*v1.Entity)
-		return o.Status.Namespace != n.Status.Namespace || o.DeletionTimestamp.IsZero() != n.DeletionTimestamp.IsZero()
+		return o.Status.Namespace != n.Status.Namespace || o.DeletionTimestamp.IsZero() != n.DeletionTimestamp.IsZero() ||
+			!slices.Equal(o.Status.Children, n.Status.Children)
 	},
 }
 

@@ -26,6 +26,11 @@ func ObservePool(ctx context.Context, reader client.Reader, pool *v1.LicensePool
 	poolUsed.With(l).Set(float64(st.Used))
 	poolAvailable.With(l).Set(float64(st.Available))
 	poolPending.With(l).Set(float64(st.Pending))
+	var delegated int64
+	for _, d := range st.Delegated {
+		delegated += int64(d.Licenses)
+	}
+	poolDelegated.With(l).Set(float64(delegated))
 	if st.NextExpiry != nil {
 		poolNextExpiry.With(l).Set(float64(st.NextExpiry.Unix()))
 	} else {

@@ -80,6 +80,10 @@ var (
 		Name: "visio_licensepool_next_expiry_timestamp_seconds",
 		Help: "Unix time at which the pool's next grant of licenses expires; absent when no grant expires.",
 	}, poolLabels)
+	poolDelegated = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "visio_licensepool_delegated",
+		Help: "Licenses the pool has taken out of its own capacity for the pools of its entity's sub-entities (status.delegated).",
+	}, poolLabels)
 	admissions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "visio_license_admissions_total",
 		Help: "Activations of users in the pool decided at admission: admitted, or refused because the pool " +
@@ -113,7 +117,7 @@ var (
 // Collectors are every metric of the package, for tests that register them on
 // a registry of their own.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{poolCapacity, poolUsed, poolAvailable, poolPending, poolNextExpiry,
+	return []prometheus.Collector{poolCapacity, poolUsed, poolAvailable, poolPending, poolNextExpiry, poolDelegated,
 		admissions, revocations, entityUsers, entityVMRs, provisionDuration, backendRequests,
 		licenseRequests, oldestPendingRequest}
 }
@@ -125,7 +129,7 @@ func init() {
 // poolVecs hold one series per pool, deleted together.
 var poolVecs = []interface {
 	DeletePartialMatch(prometheus.Labels) int
-}{poolCapacity, poolUsed, poolAvailable, poolPending, poolNextExpiry, admissions, revocations,
+}{poolCapacity, poolUsed, poolAvailable, poolPending, poolNextExpiry, poolDelegated, admissions, revocations,
 	licenseRequests, oldestPendingRequest}
 
 // entities remembers the entity label each pool's series carry, so that a

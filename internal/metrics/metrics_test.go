@@ -35,6 +35,7 @@ func TestPoolSeriesFollowThePool(t *testing.T) {
 	pool := &v1.LicensePool{ObjectMeta: metav1.ObjectMeta{Namespace: "entity-a", Name: "p"}}
 	pool.Status.LicenseCounts = v1.LicenseCounts{Capacity: 5, Used: 4, Available: 1, Pending: 2}
 	pool.Status.NextExpiry = &expiry
+	pool.Status.Delegated = []v1.DelegatedLicenses{{Entity: "c1", LicensePool: "default", Licenses: 2}, {Entity: "c2", LicensePool: "x", Licenses: 3}}
 	alloc := licensing.Allocation{Decisions: []licensing.Decision{{Outcome: licensing.Revoked}, {Outcome: licensing.Granted}, {Outcome: licensing.Revoked}}}
 	ObservePool(context.Background(), c, pool, alloc)
 	LicenseAdmission("entity-a", "a", "p", false)
@@ -46,12 +47,15 @@ visio_licensepool_used{entity="a",licensepool="p",namespace="entity-a"} 4
 # HELP visio_licensepool_next_expiry_timestamp_seconds Unix time at which the pool's next grant of licenses expires; absent when no grant expires.
 # TYPE visio_licensepool_next_expiry_timestamp_seconds gauge
 visio_licensepool_next_expiry_timestamp_seconds{entity="a",licensepool="p",namespace="entity-a"} 1.9e+09
+# HELP visio_licensepool_delegated Licenses the pool has taken out of its own capacity for the pools of its entity's sub-entities (status.delegated).
+# TYPE visio_licensepool_delegated gauge
+visio_licensepool_delegated{entity="a",licensepool="p",namespace="entity-a"} 5
 # HELP visio_license_revocations_total Licenses of the pool taken back from users because its capacity shrank (licenses removed or a grant expired).
 # TYPE visio_license_revocations_total counter
 visio_license_revocations_total{entity="a",licensepool="p",namespace="entity-a"} 2
 `
 	if err := testutil.CollectAndCompare(collectors(), strings.NewReader(want),
-		"visio_licensepool_used", "visio_licensepool_next_expiry_timestamp_seconds", "visio_license_revocations_total"); err != nil {
+		"visio_licensepool_used", "visio_licensepool_next_expiry_timestamp_seconds", "visio_licensepool_delegated", "visio_license_revocations_total"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -81,7 +85,7 @@ visio_license_revocations_total{entity="a",licensepool="p",namespace="entity-a"}
 	}
 
 	ForgetPool("entity-a", "p")
-	for _, name := range []string{"visio_licensepool_capacity", "visio_licensepool_used", "visio_license_revocations_total"} {
+	for _, name := range []string{"visio_licensepool_capacity", "visio_licensepool_used", "visio_licensepool_delegated", "visio_license_revocations_total"} {
 		if n := testutil.CollectAndCount(collectors(), name); n != 0 {
 			t.Errorf("%s: %d series left after the pool went", name, n)
 		}

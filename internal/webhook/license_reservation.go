@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "visio.dev/operator/api/v1alpha1"
+	"visio.dev/operator/internal/delegation"
 	"visio.dev/operator/internal/index"
 	"visio.dev/operator/internal/metrics"
 )
@@ -298,6 +299,9 @@ func (r *licenseReserver) round(ctx context.Context, key types.NamespacedName, p
 		return answers, nil, nil, false, fmt.Errorf("cannot list the license requests of pool %q: %w", key.Name, err)
 	}
 	capacity, _ := pool.CapacityWith(v1.TotalRequests(requests.Items, now), now)
+	if capacity, err = r.withDelegations(ctx, pool, batch, capacity); err != nil {
+		return answers, nil, nil, false, err
+	}
 	l, err := r.newLedger(ctx, pool, now, cachedUsers{r.cache})
 	if err != nil {
 		return answers, nil, nil, false, err
@@ -518,4 +522,27 @@ func countAdmission(pool types.NamespacedName, entity string, dryRun bool, refus
 		return
 	}
 	metrics.LicenseAdmission(pool.Namespace, entity, pool.Name, refusal == nil)
+}
+
+// withDelegations applies the pool's delegations to capacity as the pool
+// controller does (internal/delegation), from this replica's cache: a raise
+// counts in a child pool once its parent published it, and a parent pool
+// counts without what it delegates until the child applied a cut.
+func (r *licenseReserver) withDelegations(ctx context.Context, pool *v1.LicensePool, batch []*reservationRequest, capacity int32) (int32, error) {
+	if len(batch) == 0 || batch[0].entity == "" {
+		return capacity, nil
+	}
+	e := &v1.Entity{}
+	if err := r.cache.Get(ctx, client.ObjectKey{Name: batch[0].entity}, e); err != nil {
+		if apierrors.IsNotFound(err) {
+			return capacity, nil
+		}
+		return 0, fmt.Errorf("cannot read entity %q: %w", batch[0].entity, err)
+	}
+	view, err := delegation.Look(ctx, r.cache, pool, e, r.opts.PlatformEntity)
+	if err != nil {
+		return 0, fmt.Errorf("cannot read the delegations of license pool %q: %w", pool.Name, err)
+	}
+	capacity, _, _ = view.Capacity(capacity)
+	return capacity, nil
 }
