@@ -103,6 +103,7 @@ func (r *EntityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	observeHierarchy(entity, rel)
 	if err := r.ensureRBAC(ctx, entity, ns, rel.Parent); err != nil {
 		return ctrl.Result{}, err
 	}

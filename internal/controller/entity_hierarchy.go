@@ -5,6 +5,7 @@ import (
 
 	v1 "visio.dev/operator/api/v1alpha1"
 	"visio.dev/operator/internal/hierarchy"
+	"visio.dev/operator/internal/metrics"
 )
 
 // setHierarchyStatus records a parent's children and its subtree counts: its
@@ -23,6 +24,16 @@ func setHierarchyStatus(e *v1.Entity, rel hierarchy.Relatives) {
 	own := v1.EntityCounts{Licenses: e.Status.Licenses, Users: e.Status.Users, VMRs: e.Status.VMRs}
 	subtree := hierarchy.Subtree(own, counts...)
 	e.Status.Children, e.Status.Subtree = rel.ChildNames(), &subtree
+}
+
+// observeHierarchy publishes the parent the entity stands under, for the
+// dashboards that group sub-entities under their parent.
+func observeHierarchy(e *v1.Entity, rel hierarchy.Relatives) {
+	parent := ""
+	if rel.Parent != nil {
+		parent = rel.Parent.Name
+	}
+	metrics.ObserveHierarchy(e.Name, parent)
 }
 
 // finishPass ends a pass that went through: Ready, or, for a sub-entity kept

@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/meta"
 
@@ -52,12 +54,45 @@ func ObserveEntity(entity string, users []v1.PlatformUser, vmrs []v1.VMR) {
 	entityVMRs.WithLabelValues(entity, VMRNotReady).Set(float64(len(vmrs) - ready))
 }
 
+// parents remembers the parent each entity's info series carries, so that a
+// sub-entity that joins or leaves its parent's hierarchy changes series
+// without a scrape seeing it in neither.
+var parents = struct {
+	sync.Mutex
+	m map[string]string
+}{m: map[string]string{}}
+
+// ObserveHierarchy publishes where the entity stands: parent is the entity it
+// is a sub-entity of, "" when it is none or is kept out of the hierarchy.
+// Dashboards join on it to group sub-entities under their parent.
+func ObserveHierarchy(entity, parent string) {
+	org := parent
+	if org == "" {
+		org = entity
+	}
+	parents.Lock()
+	defer parents.Unlock()
+	entityInfo.WithLabelValues(entity, parent, org).Set(1)
+	if old, ok := parents.m[entity]; ok && old != parent {
+		oldOrg := old
+		if oldOrg == "" {
+			oldOrg = entity
+		}
+		entityInfo.DeleteLabelValues(entity, old, oldOrg)
+	}
+	parents.m[entity] = parent
+}
+
 // ForgetEntity removes every series of an entity that is gone, its pools'
 // included.
 func ForgetEntity(entity string) {
 	l := prometheus.Labels{LabelEntity: entity}
 	entityUsers.DeletePartialMatch(l)
 	entityVMRs.DeletePartialMatch(l)
+	entityInfo.DeletePartialMatch(l)
+	parents.Lock()
+	delete(parents.m, entity)
+	parents.Unlock()
 	entities.Lock()
 	defer entities.Unlock()
 	for k, e := range entities.m {

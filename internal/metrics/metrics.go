@@ -31,6 +31,8 @@ const (
 	LabelBackend     = "backend"
 	LabelOperation   = "operation"
 	LabelCode        = "code"
+	LabelParent      = "parent"
+	LabelOrg         = "organisation"
 )
 
 // Values of the result label of visio_license_admissions_total.
@@ -97,6 +99,11 @@ var (
 		Name: "visio_entity_users",
 		Help: "Users of the entity by role and state: licensed (holds a license), waiting (active, holds no license) or inactive.",
 	}, []string{LabelEntity, LabelRole, LabelState})
+	entityInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "visio_entity_info",
+		Help: "Always 1: where the entity stands in its organisation. parent is the entity it is a sub-entity of " +
+			"(empty for none, or while it is kept out of the hierarchy); organisation is the parent, or the entity itself.",
+	}, []string{LabelEntity, LabelParent, LabelOrg})
 	entityVMRs = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "visio_entity_vmrs",
 		Help: "Rooms of the entity by state: ready (provisioned as its spec says) or not_ready.",
@@ -118,7 +125,7 @@ var (
 // a registry of their own.
 func Collectors() []prometheus.Collector {
 	return []prometheus.Collector{poolCapacity, poolUsed, poolAvailable, poolPending, poolNextExpiry, poolDelegated,
-		admissions, revocations, entityUsers, entityVMRs, provisionDuration, backendRequests,
+		admissions, revocations, entityUsers, entityInfo, entityVMRs, provisionDuration, backendRequests,
 		licenseRequests, oldestPendingRequest}
 }
 

@@ -127,6 +127,37 @@ func TestEntitySeries(t *testing.T) {
 	}
 }
 
+// TestHierarchySeries: one info series per entity, that follows a sub-entity
+// into and out of its parent's hierarchy and goes with it.
+func TestHierarchySeries(t *testing.T) {
+	entityInfo.Reset()
+	want := func(series string) {
+		t.Helper()
+		exp := "# HELP visio_entity_info Always 1: where the entity stands in its organisation. parent is the entity it is a sub-entity of " +
+			"(empty for none, or while it is kept out of the hierarchy); organisation is the parent, or the entity itself.\n" +
+			"# TYPE visio_entity_info gauge\n" + series
+		if err := testutil.CollectAndCompare(entityInfo, strings.NewReader(exp)); err != nil {
+			t.Error(err)
+		}
+	}
+	ObserveHierarchy("parent", "")
+	ObserveHierarchy("child", "")
+	ObserveHierarchy("child", "parent") // admitted into the hierarchy
+	ObserveHierarchy("child", "parent") // a resync changes nothing
+	want(`visio_entity_info{entity="child",organisation="parent",parent="parent"} 1
+visio_entity_info{entity="parent",organisation="parent",parent=""} 1
+`)
+	ObserveHierarchy("child", "") // kept out of it
+	want(`visio_entity_info{entity="child",organisation="child",parent=""} 1
+visio_entity_info{entity="parent",organisation="parent",parent=""} 1
+`)
+	ForgetEntity("child")
+	ForgetEntity("parent")
+	if n := testutil.CollectAndCount(entityInfo); n != 0 {
+		t.Errorf("%d info series left after the entities went", n)
+	}
+}
+
 func TestProvisionDurationObservedOncePerChange(t *testing.T) {
 	provisionDuration.Reset()
 	created := time.Unix(1000, 0)

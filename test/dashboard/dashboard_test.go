@@ -73,7 +73,7 @@ func exported(t *testing.T) map[string]bool {
 
 // grafanaVars stand for Grafana's variables so that a query parses as
 // Prometheus will see it.
-var grafanaVars = strings.NewReplacer("$__rate_interval", "5m", "$__interval", "1m", "$__range", "1h", "$entity", ".*", "$pool", ".*")
+var grafanaVars = strings.NewReplacer("$__rate_interval", "5m", "$__interval", "1m", "$__range", "1h", "$organisation", ".*", "$entity", ".*", "$pool", ".*")
 
 func TestDashboard(t *testing.T) {
 	b, err := os.ReadFile(path)
@@ -108,15 +108,15 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 
-	vars := map[string]bool{}
+	vars := map[string]string{}
 	labelValues := regexp.MustCompile(`^label_values\((.*),\s*(\w+)\)$`)
 	for _, v := range d.Templating.List {
-		vars[v.Name] = true
+		q, _ := v.Query.(map[string]any)
+		s, _ := q["query"].(string)
+		vars[v.Name] = s
 		if v.Type != "query" {
 			continue
 		}
-		q, _ := v.Query.(map[string]any)
-		s, _ := q["query"].(string)
 		m := labelValues.FindStringSubmatch(s)
 		if m == nil {
 			t.Errorf("variable %s: %q is not label_values(selector, label)", v.Name, s)
@@ -124,10 +124,15 @@ func TestDashboard(t *testing.T) {
 		}
 		check("variable "+v.Name, m[1])
 	}
-	for _, want := range []string{"datasource", "entity", "pool"} {
-		if !vars[want] {
+	for _, want := range []string{"datasource", "organisation", "entity", "pool"} {
+		if _, ok := vars[want]; !ok {
 			t.Errorf("the dashboard has no variable %q", want)
 		}
+	}
+	// Sub-entities are grouped under their parent: choosing an organisation
+	// narrows the entities to it.
+	if !strings.Contains(vars["entity"], `organisation=~"$organisation"`) {
+		t.Errorf("variable entity: %q does not follow the organisation variable", vars["entity"])
 	}
 
 	ids := map[int]bool{}
@@ -163,7 +168,8 @@ func TestDashboard(t *testing.T) {
 	// What the dashboard must show, and that it shows every metric of the
 	// operator.
 	for _, want := range []string{"Licenses used and capacity per entity", "Entities nearest to full", "Users waiting for a license",
-		"Grants expiring within 30 days", "Rooms not ready", "Backend requests", "Backend errors", "Admission refusals"} {
+		"Grants expiring within 30 days", "Rooms not ready", "Backend requests", "Backend errors", "Admission refusals",
+		"Licenses used and capacity per organisation", "Licenses delegated to sub-entities"} {
 		if !slices.Contains(titles, want) {
 			t.Errorf("no panel %q", want)
 		}
