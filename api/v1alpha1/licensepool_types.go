@@ -187,6 +187,31 @@ func (r LicenseReservation) CoveredBy(generation int64) bool {
 	return r.Generation > 0 && generation >= r.Generation
 }
 
+// DelegationReservation records licenses promised at admission to a raise of
+// spec.delegations that the API server has not stored yet, so that the
+// activations admitted meanwhile in the same pool count them: the raise and
+// the activations share the pool's status as their ledger, as activations do
+// among themselves. The controller drops it once spec.delegations delegates
+// at least that much to the entry, or after a short time if the raise never
+// arrives.
+type DelegationReservation struct {
+	// entity is the sub-entity the raise delegates to.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	Entity string `json:"entity"`
+	// licensePool is the sub-entity's pool.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	LicensePool string `json:"licensePool"`
+	// licenses is what the raise delegates to that pool, in all.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	Licenses int32 `json:"licenses"`
+	// reservedAt is when admission reserved the licenses.
+	// +required
+	ReservedAt metav1.Time `json:"reservedAt"`
+}
+
 // LicensePoolStatus is what the operator observed of a LicensePool.
 type LicensePoolStatus struct {
 	StatusBase    `json:",inline"`
@@ -211,6 +236,14 @@ type LicensePoolStatus struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=1000
 	Reservations []LicenseReservation `json:"reservations,omitempty"`
+
+	// delegationReservations are raises of spec.delegations admitted under
+	// Deny and not yet stored, one per sub-entity pool, written whole with
+	// the pool's resourceVersion like reservations.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	DelegationReservations []DelegationReservation `json:"delegationReservations,omitempty"`
 
 	// delegated is what this pool has taken out of its own capacity for the
 	// pools of its entity's sub-entities (spec.delegations), and what it

@@ -376,8 +376,16 @@ func (r *LicensePoolReconciler) updatePoolStatus(ctx context.Context, pool *v1.L
 		requeue = nextExpiry.Sub(now)
 	}
 	st.Reservations = r.liveReservations(pool, users, now)
+	st.DelegationReservations = r.liveDelegationReservations(pool, now)
+	expiries := make([]metav1.Time, 0, len(st.Reservations)+len(st.DelegationReservations))
 	for _, res := range st.Reservations {
-		if d := res.ReservedAt.Add(r.ReservationTTL).Sub(now); requeue == 0 || d < requeue {
+		expiries = append(expiries, res.ReservedAt)
+	}
+	for _, res := range st.DelegationReservations {
+		expiries = append(expiries, res.ReservedAt)
+	}
+	for _, at := range expiries {
+		if d := at.Add(r.ReservationTTL).Sub(now); requeue == 0 || d < requeue {
 			requeue = max(d, time.Second)
 		}
 	}

@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"time"
+
 	"context"
 	"fmt"
 	"slices"
@@ -217,4 +219,33 @@ func (r *LicensePoolReconciler) poolsOfHierarchy(ctx context.Context, o client.O
 		}
 	}
 	return reqs
+}
+
+// liveDelegationReservations keeps the raises admission reserved that
+// spec.delegations does not show yet and whose TTL has not run out. One
+// that spec.delegations covers is counted there from now on; one that
+// spec.delegations shows less than (a cut stored since, or the raise still
+// on its way) waits for its TTL, which only makes admission count more.
+func (r *LicensePoolReconciler) liveDelegationReservations(pool *v1.LicensePool, now time.Time) []v1.DelegationReservation {
+	if len(pool.Status.DelegationReservations) == 0 {
+		return pool.Status.DelegationReservations
+	}
+	var out []v1.DelegationReservation
+	for _, res := range pool.Status.DelegationReservations {
+		if now.Sub(res.ReservedAt.Time) >= r.ReservationTTL || delegates(pool, res.Entity, res.LicensePool) >= res.Licenses {
+			continue
+		}
+		out = append(out, res)
+	}
+	return out
+}
+
+// delegates is what pool's spec.delegations delegates to a pool of entity.
+func delegates(pool *v1.LicensePool, entity, childPool string) int32 {
+	for _, d := range pool.Spec.Delegations {
+		if d.Entity == entity && d.PoolName() == childPool {
+			return d.Licenses
+		}
+	}
+	return 0
 }

@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "visio.dev/operator/api/v1alpha1"
-	"visio.dev/operator/internal/delegation"
 	"visio.dev/operator/internal/index"
 	"visio.dev/operator/internal/metrics"
 )
@@ -67,7 +66,10 @@ type reservationRequest struct {
 	generation int64
 	entity     string
 	dryRun     bool
-	deadline   time.Time
+	// raise, when set, makes this the admission of a change of the pool's
+	// spec.delegations rather than of a user (user is then empty).
+	raise    *delegationRaise
+	deadline time.Time
 	// done receives the decision, or lead when this request must take over as
 	// the pool's leader.
 	done chan reservationResult
@@ -118,7 +120,12 @@ func (r *licenseReserver) reserve(ctx context.Context, u *v1.PlatformUser, gener
 	}
 	req := &reservationRequest{user: u.Name, generation: generation, entity: entity, dryRun: dryRun,
 		deadline: r.opts.Clock.Now().Add(reservationTimeout), done: make(chan reservationResult, 1)}
+	return r.await(key, req)
+}
 
+// await queues req on its pool and returns its decision, leading rounds of
+// the queue when its turn comes.
+func (r *licenseReserver) await(key types.NamespacedName, req *reservationRequest) (*field.Error, error) {
 	r.mu.Lock()
 	q := r.queues[key]
 	if q == nil {
@@ -298,15 +305,21 @@ func (r *licenseReserver) round(ctx context.Context, key types.NamespacedName, p
 	if err := r.cache.List(ctx, requests, client.InNamespace(key.Namespace), client.MatchingFields{index.RequestPool: key.Name}); err != nil {
 		return answers, nil, nil, false, fmt.Errorf("cannot list the license requests of pool %q: %w", key.Name, err)
 	}
-	capacity, _ := pool.CapacityWith(v1.TotalRequests(requests.Items, now), now)
-	if capacity, err = r.withDelegations(ctx, pool, batch, capacity); err != nil {
+	base, _ := pool.CapacityWith(v1.TotalRequests(requests.Items, now), now)
+	d, err := r.newDelegationLedger(ctx, pool, batch, base, now)
+	if err != nil {
 		return answers, nil, nil, false, err
 	}
+	capacity := d.capacity
 	l, err := r.newLedger(ctx, pool, now, cachedUsers{r.cache})
 	if err != nil {
 		return answers, nil, nil, false, err
 	}
-	if l.refusesAny(batch, int(capacity)) {
+	raiseRefused, err := d.refusesAny(ctx, pool, batch, l)
+	if err != nil {
+		return answers, nil, nil, false, err
+	}
+	if l.refusesAny(batch, int(capacity)) || raiseRefused {
 		if !fresh {
 			// A refusal stands on no write, so it must stand on a read: the
 			// caller decides the round again on one.
@@ -328,6 +341,16 @@ func (r *licenseReserver) round(ctx context.Context, key types.NamespacedName, p
 		}
 	}
 	for i, req := range batch {
+		if req.raise != nil {
+			refusal, admitted, err := d.decide(ctx, pool, req, l, now)
+			if err != nil {
+				return answers, nil, nil, false, err
+			}
+			answers[i].refusal = refusal
+			charged = charged || admitted
+			capacity = d.capacity
+			continue
+		}
 		if held := l.heldBesides(req.user); held >= int(capacity) {
 			answers[i].refusal = field.Forbidden(poolPath, fmt.Sprintf(
 				"license pool %q of entity %q is full: %d/%d licenses used; deactivate a user or request more licenses",
@@ -482,10 +505,10 @@ func (l *ledger) heldBesides(user string) int {
 	return max(seen, recorded)
 }
 
-// refusesAny tells whether some request of batch finds no free license.
+// refusesAny tells whether some activation of batch finds no free license.
 func (l *ledger) refusesAny(batch []*reservationRequest, capacity int) bool {
 	for _, req := range batch {
-		if l.heldBesides(req.user) >= capacity {
+		if req.raise == nil && l.heldBesides(req.user) >= capacity {
 			return true
 		}
 	}
@@ -522,27 +545,4 @@ func countAdmission(pool types.NamespacedName, entity string, dryRun bool, refus
 		return
 	}
 	metrics.LicenseAdmission(pool.Namespace, entity, pool.Name, refusal == nil)
-}
-
-// withDelegations applies the pool's delegations to capacity as the pool
-// controller does (internal/delegation), from this replica's cache: a raise
-// counts in a child pool once its parent published it, and a parent pool
-// counts without what it delegates until the child applied a cut.
-func (r *licenseReserver) withDelegations(ctx context.Context, pool *v1.LicensePool, batch []*reservationRequest, capacity int32) (int32, error) {
-	if len(batch) == 0 || batch[0].entity == "" {
-		return capacity, nil
-	}
-	e := &v1.Entity{}
-	if err := r.cache.Get(ctx, client.ObjectKey{Name: batch[0].entity}, e); err != nil {
-		if apierrors.IsNotFound(err) {
-			return capacity, nil
-		}
-		return 0, fmt.Errorf("cannot read entity %q: %w", batch[0].entity, err)
-	}
-	view, err := delegation.Look(ctx, r.cache, pool, e, r.opts.PlatformEntity)
-	if err != nil {
-		return 0, fmt.Errorf("cannot read the delegations of license pool %q: %w", pool.Name, err)
-	}
-	capacity, _, _ = view.Capacity(capacity)
-	return capacity, nil
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -42,6 +43,7 @@ func newFakeAPI(t *testing.T, w *poolWrites, objs ...client.Object) client.Clien
 	t.Helper()
 	s := kruntime.NewScheme()
 	utilruntime.Must(v1.AddToScheme(s))
+	utilruntime.Must(corev1.AddToScheme(s))
 	b := fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).WithStatusSubresource(&v1.LicensePool{}, &v1.PlatformUser{})
 	if err := index.Setup(context.Background(), fakeIndexer{b}); err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 // platform, not self-granted.
 type LicensePoolValidator struct {
 	checker
+	reserver *licenseReserver
 }
 
 // ValidateCreate checks a new pool.
@@ -25,11 +26,32 @@ func (v *LicensePoolValidator) ValidateCreate(ctx context.Context, p *v1.License
 	return nil, v.validate(ctx, p)
 }
 
-// ValidateUpdate checks a changed pool. Status writes (admission's own
-// reservations, the controller's counts) go through the status subresource
-// and are not seen here.
-func (v *LicensePoolValidator) ValidateUpdate(ctx context.Context, _, p *v1.LicensePool) (admission.Warnings, error) {
-	return nil, v.validate(ctx, p)
+// ValidateUpdate checks a changed pool and, last, reserves what a raise of
+// its delegations takes, so that a change refused for another reason takes
+// nothing. Status writes (admission's own reservations, the controller's
+// counts) go through the status subresource and are not seen here.
+func (v *LicensePoolValidator) ValidateUpdate(ctx context.Context, old, p *v1.LicensePool) (admission.Warnings, error) {
+	if err := v.validate(ctx, p); err != nil {
+		return nil, err
+	}
+	if v.reserver == nil {
+		return nil, nil
+	}
+	req, err := admission.RequestFromContext(ctx)
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	entity, _, err := v.entityOf(ctx, p.Namespace, "LicensePool")
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	dryRun := req.DryRun != nil && *req.DryRun
+	if fe, err := v.reserver.reserveRaise(ctx, old, p, entity, dryRun); err != nil {
+		return nil, apierrors.NewInternalError(err)
+	} else if fe != nil {
+		return nil, apierrors.NewInvalid(v1.GroupVersion.WithKind("LicensePool").GroupKind(), p.Name, field.ErrorList{fe})
+	}
+	return nil, nil
 }
 
 // ValidateDelete keeps entity administrators from deleting their pool.

@@ -44,11 +44,14 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		opts.Clock = clock.RealClock{}
 	}
 	base := checker{Client: mgr.GetClient(), opts: opts, live: mgr.GetAPIReader()}
-	users := &PlatformUserValidator{checker: base, reserver: newLicenseReserver(mgr.GetClient(), mgr.GetAPIReader(), opts)}
+	// One reserver for users and pools: an activation and a raise of a
+	// delegation in the same pool are decided in the same rounds.
+	reserver := newLicenseReserver(mgr.GetClient(), mgr.GetAPIReader(), opts)
+	users := &PlatformUserValidator{checker: base, reserver: reserver}
 	if err := ctrl.NewWebhookManagedBy(mgr, &v1.PlatformUser{}).WithValidator(users).Complete(); err != nil {
 		return err
 	}
-	if err := ctrl.NewWebhookManagedBy(mgr, &v1.LicensePool{}).WithValidator(&LicensePoolValidator{checker: base}).Complete(); err != nil {
+	if err := ctrl.NewWebhookManagedBy(mgr, &v1.LicensePool{}).WithValidator(&LicensePoolValidator{checker: base, reserver: reserver}).Complete(); err != nil {
 		return err
 	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &v1.LicenseRequest{}).WithValidator(&LicenseRequestValidator{checker: base}).Complete(); err != nil {

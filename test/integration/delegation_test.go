@@ -10,6 +10,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -354,4 +355,110 @@ func TestDelegationInvalid(t *testing.T) {
 		waitCapacity(g, pns, "default", 10)
 		waitCapacity(g, cns, "default", 1)
 	})
+}
+
+// TestDelegationRaiseUnderDeny: a Deny parent pool refuses to delegate more
+// than it has available, with the documented message and nothing changed,
+// and a raise racing activations in the parent takes only licenses no
+// admitted user holds: once settled, every admitted user of the parent is
+// licensed, none waits.
+func TestDelegationRaiseUnderDeny(t *testing.T) {
+	g := NewWithT(t)
+	parent, pns := createHierarchyEntity(t, g, "parent", "")
+	child, cns := createHierarchyEntity(t, g, "child", parent.Name)
+	waitChildren(g, parent, child.Name)
+	newPool(g, pns, "default", 10, v1.EnforcementDeny)
+	newPool(g, cns, "default", 0, v1.EnforcementDeny)
+	waitCapacity(g, pns, "default", 10)
+	var wg sync.WaitGroup
+	var admitted atomic.Int64
+	activate(g, &wg, pns, "default", "held", 7, 0, &admitted)
+	wg.Wait()
+	settledUsed(g, pns, "default", 7)
+
+	before := waitCapacity(g, pns, "default", 10)
+	doc := fmt.Sprintf(`{"spec":{"delegations":[{"entity":%q,"licenses":5}]}}`, child.Name)
+	err := patch(k8s, &v1.LicensePool{ObjectMeta: metav1.ObjectMeta{Namespace: pns, Name: "default"}}, doc)
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(err.Error()).To(ContainSubstring(fmt.Sprintf(
+		`spec.delegations[0].licenses: Forbidden: license pool "default" of entity %q has 3 available licenses; cannot delegate 5 more to %q`,
+		parent.Name, child.Name)))
+	after := waitCapacity(g, pns, "default", 10)
+	g.Expect(after.Generation).To(Equal(before.Generation), "a refused raise changes nothing")
+
+	// Three fit: the child counts them, and the parent is then full.
+	setDelegations(g, pns, "default", delegate(child.Name, "default", 3))
+	waitCapacity(g, pns, "default", 7)
+	waitCapacity(g, cns, "default", 3)
+	err = k8s.Create(ctx(), newUser(pns, "one-more", true))
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(err.Error()).To(ContainSubstring("is full: 7/7 licenses used"))
+
+	// The race: the parent holds 7 of 10 with 3 delegated; the delegation
+	// is cut to nothing, then raised back by 3 while 6 users ask for the
+	// licenses the cut freed. Whoever comes second is refused.
+	for round := range 3 {
+		setDelegations(g, pns, "default")
+		waitCapacity(g, pns, "default", 10)
+		var raised atomic.Bool
+		admitted.Store(0)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// First, among the activations, or after most of them.
+			time.Sleep([]time.Duration{0, 60 * time.Millisecond, 180 * time.Millisecond}[round])
+			err := patch(k8s, &v1.LicensePool{ObjectMeta: metav1.ObjectMeta{Namespace: pns, Name: "default"}},
+				fmt.Sprintf(`{"spec":{"delegations":[{"entity":%q,"licenses":3}]}}`, child.Name))
+			if err == nil {
+				raised.Store(true)
+				return
+			}
+			g.Expect(err.Error()).To(ContainSubstring("cannot delegate 3 more"))
+		}()
+		time.Sleep(20 * time.Millisecond)
+		activate(g, &wg, pns, "default", fmt.Sprintf("race%d", round), 6, 200*time.Millisecond, &admitted)
+		wg.Wait()
+		delegated := int32(0)
+		if raised.Load() {
+			delegated = 3
+		}
+		t.Logf("round %d: %d users admitted, %d licenses delegated", round, admitted.Load(), delegated)
+		g.Expect(7+int32(admitted.Load())+delegated).To(BeNumerically("<=", 10), "admission promised more than the pool has")
+		p := waitCapacity(g, pns, "default", 10-delegated)
+		settledUsed(g, pns, "default", 7+int32(admitted.Load()))
+		g.Expect(p.Status.Pending).To(BeZero(), "an admitted user of a Deny pool waits for a license")
+		// Back to 7 users for the next round.
+		list := &v1.PlatformUserList{}
+		g.Expect(k8s.List(ctx(), list, client.InNamespace(pns))).To(Succeed())
+		for i := range list.Items {
+			if strings.HasPrefix(list.Items[i].Name, "race") {
+				g.Expect(k8s.Delete(ctx(), &list.Items[i])).To(Succeed())
+			}
+		}
+		settledUsed(g, pns, "default", 7)
+	}
+
+	// A cut is never refused: the child's most recently licensed users lose
+	// their licenses, with a Warning event naming each.
+	setDelegations(g, pns, "default", delegate(child.Name, "default", 3))
+	waitCapacity(g, cns, "default", 3)
+	for i := range 3 {
+		g.Expect(k8s.Create(ctx(), newUser(cns, fmt.Sprintf("kid-%d", i), true))).To(Succeed())
+		settledUsed(g, cns, "default", int32(i+1))
+	}
+	setDelegations(g, pns, "default", delegate(child.Name, "default", 1))
+	waitCapacity(g, cns, "default", 1)
+	g.Eventually(func() []string { return licensedNames(g, cns) }).WithTimeout(30 * time.Second).Should(ConsistOf("kid-0"))
+	g.Eventually(func(g Gomega) {
+		evs := &eventsv1.EventList{}
+		g.Expect(k8s.List(ctx(), evs, client.InNamespace(cns))).To(Succeed())
+		revoked := map[string]bool{}
+		for _, e := range evs.Items {
+			if e.Reason == v1.ReasonLicenseRevoked && e.Type == "Warning" && strings.Contains(e.Note, e.Regarding.Name) {
+				revoked[e.Regarding.Name] = true
+			}
+		}
+		g.Expect(revoked).To(Equal(map[string]bool{"kid-1": true, "kid-2": true}))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	waitCapacity(g, pns, "default", 9) // the parent has the two back once the child applied the cut
 }
