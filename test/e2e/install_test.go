@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -87,6 +88,25 @@ func TestSamplesReachReady(t *testing.T) {
 			g.Expect(meta.IsStatusConditionTrue(conds, v1.ReadyCondition)).To(BeTrue(), "%s %s: %v", o.GetKind(), o.GetName(), conds)
 		}).WithTimeout(2 * time.Minute).WithPolling(time.Second).Should(Succeed())
 	}
+	// The sub-entities' pools count what their parent's pools delegate.
+	delegations := 0
+	for _, o := range objs {
+		if o.GetKind() != "LicensePool" {
+			continue
+		}
+		sample := &v1.LicensePool{}
+		g.Expect(runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, sample)).To(Succeed())
+		for _, d := range sample.Spec.Delegations {
+			delegations++
+			g.Eventually(func(g Gomega) {
+				child := &v1.LicensePool{}
+				g.Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: "entity-" + d.Entity, Name: d.PoolName()}, child)).To(Succeed())
+				g.Expect(child.Status.DelegatedIn).To(ContainElement(And(
+					HaveField("LicensePool", sample.Name), HaveField("Licenses", d.Licenses))), "%s/%s", child.Namespace, child.Name)
+			}).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed())
+		}
+	}
+	g.Expect(delegations).To(BeNumerically(">", 0), "the samples show a delegation")
 }
 
 func unstructuredConditions(obj map[string]any) ([]metav1.Condition, bool, error) {

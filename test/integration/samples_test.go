@@ -7,6 +7,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -68,6 +69,30 @@ func TestSamplesReachReady(t *testing.T) {
 			g.Expect(e.Status.Subtree.Users.Total).To(BeNumerically(">", e.Status.Users.Total))
 		}).WithTimeout(60 * time.Second).Should(Succeed())
 	}
+	// Each delegation of the samples is taken out of its parent pool and
+	// counted by the child's, whole.
+	delegations := 0
+	for _, obj := range samples {
+		if obj.GetKind() != "LicensePool" {
+			continue
+		}
+		sample := &v1.LicensePool{}
+		g.Expect(runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, sample)).To(Succeed())
+		for _, d := range sample.Spec.Delegations {
+			delegations++
+			g.Eventually(func(g Gomega) {
+				parent := &v1.LicensePool{}
+				g.Expect(k8s.Get(ctx(), client.ObjectKeyFromObject(sample), parent)).To(Succeed())
+				g.Expect(parent.Status.Delegated).To(ContainElement(And(
+					HaveField("Entity", d.Entity), HaveField("Offered", d.Licenses), HaveField("Licenses", d.Licenses))))
+				child := &v1.LicensePool{}
+				g.Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: "entity-" + d.Entity, Name: d.PoolName()}, child)).To(Succeed())
+				g.Expect(child.Status.DelegatedIn).To(ContainElement(And(
+					HaveField("LicensePool", sample.Name), HaveField("Licenses", d.Licenses))))
+			}).WithTimeout(60 * time.Second).Should(Succeed())
+		}
+	}
+	g.Expect(delegations).To(BeNumerically(">", 0), "the samples show a delegation")
 }
 
 // waitCurrent waits until kstatus computes Current for obj.
