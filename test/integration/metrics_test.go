@@ -167,7 +167,8 @@ func TestMetricsFollowPools(t *testing.T) {
 					g.Expect(v).NotTo(ContainSubstring(u), "%s{%s} names a user", name, k)
 				}
 				switch k {
-				case "entity", "namespace", "licensepool", "code", "le":
+				case "entity", "namespace", "licensepool", "code", "le",
+					"parent", "organisation": // entity names, like entity
 				default:
 					g.Expect(allowed).To(HaveKey(k), "%s has an unexpected label %s", name, k)
 					g.Expect(allowed[k]).To(HaveKey(v), "%s{%s=%q}", name, k, v)
@@ -184,6 +185,11 @@ func TestMetricsFollowPools(t *testing.T) {
 		}
 	}
 
+	// Where the entity stands: no parent, its own organisation.
+	v, ok := value(gather(g), "visio_entity_info", map[string]string{"entity": e.Name, "parent": "", "organisation": e.Name})
+	g.Expect(ok).To(BeTrue(), "visio_entity_info of %s", e.Name)
+	g.Expect(v).To(Equal(1.0))
+
 	// A deleted pool's series go, the other pool's stay.
 	g.Expect(k8s.Delete(ctx(), &v1.LicensePool{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "deny"}})).To(Succeed())
 	g.Eventually(func(g Gomega) {
@@ -193,7 +199,7 @@ func TestMetricsFollowPools(t *testing.T) {
 			}
 		}
 	}).WithTimeout(30 * time.Second).Should(Succeed())
-	_, ok := value(gather(g), "visio_licensepool_capacity", with("licensepool", "queue"))
+	_, ok = value(gather(g), "visio_licensepool_capacity", with("licensepool", "queue"))
 	g.Expect(ok).To(BeTrue())
 
 	// The entity goes: its series and its pools' go with it.
