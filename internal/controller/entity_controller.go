@@ -104,7 +104,7 @@ func (r *EntityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		return ctrl.Result{}, err
 	}
 	observeHierarchy(entity, rel)
-	if err := r.ensureRBAC(ctx, entity, ns, rel.Parent); err != nil {
+	if err := r.ensureRBAC(ctx, entity, ns, rel); err != nil {
 		return ctrl.Result{}, err
 	}
 	if wait := r.countsWrites.wait(req.NamespacedName, now); wait > 0 {

@@ -16,6 +16,7 @@ import (
 	v1 "visio.dev/operator/api/v1alpha1"
 	"visio.dev/operator/internal/email"
 	"visio.dev/operator/internal/entityns"
+	"visio.dev/operator/internal/hierarchy"
 	"visio.dev/operator/internal/index"
 )
 
@@ -25,6 +26,11 @@ const (
 	// ClusterRoleEntityAdministrator: full on PlatformUsers, read on pools and
 	// rooms, bound per entity namespace to its Administrators.
 	ClusterRoleEntityAdministrator = "visio-entity-administrator"
+	// ClusterRoleEntityDelegator: update on license pools, bound in the
+	// namespace of an entity with children to its Administrators, who may
+	// change the pools' delegations and, by the admission policy
+	// visio-license-pool-delegations, nothing else of them.
+	ClusterRoleEntityDelegator = "visio-entity-delegator"
 	// ClusterRoleConcierge: full on VMRs everywhere, read on everything else.
 	ClusterRoleConcierge = "visio-concierge"
 
@@ -35,6 +41,9 @@ const (
 	// sub-entity in its parent's hierarchy, of the parent's Administrators,
 	// to the same role as entityAdminsBinding.
 	parentAdminsBinding = "visio-parent-administrators"
+	// delegatorsBinding is the RoleBinding, in the namespace of an entity
+	// with children, of its own Administrators to ClusterRoleEntityDelegator.
+	delegatorsBinding = "visio-entity-delegators"
 	// ConciergePINsRole is the Role, in each entity namespace, that reads the
 	// PIN Secrets of its rooms, by name.
 	ConciergePINsRole = "visio-concierge-pins"
@@ -59,7 +68,7 @@ func (o RBACOptions) Subject(email string) rbacv1.Subject {
 
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles;clusterrolebindings,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=visio-entity-administrator;visio-concierge
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=visio-entity-administrator;visio-entity-delegator;visio-concierge
 
 // ensureRBAC binds the entity's Administrators (active or not: seed 000 lets an
 // inactive administrator keep administering) in its namespace and lets them
@@ -67,10 +76,12 @@ func (o RBACOptions) Subject(email string) rbacv1.Subject {
 // nil) binds its parent's Administrators to exactly the same roles, through
 // bindings of their own (parentAdminsBinding, parentReaderName), so that the
 // child's bindings still say who its own administrators are; out of the
-// hierarchy those bindings go. Concierges are bound by the
+// hierarchy those bindings go. An entity with children (rel.Children) also
+// binds its own Administrators as delegators of its pools (delegatorsBinding);
+// without children that binding goes. Concierges are bound by the
 // ConciergeReconciler. A user whose email another user of the entity holds is
 // bound to nothing.
-func (r *EntityReconciler) ensureRBAC(ctx context.Context, e *v1.Entity, ns *corev1.Namespace, parent *v1.Entity) error {
+func (r *EntityReconciler) ensureRBAC(ctx context.Context, e *v1.Entity, ns *corev1.Namespace, rel hierarchy.Relatives) error {
 	own, err := r.administrators(ctx, e, ns.Name)
 	if err != nil {
 		return err
@@ -91,15 +102,25 @@ func (r *EntityReconciler) ensureRBAC(ctx context.Context, e *v1.Entity, ns *cor
 	}
 	objs = append(objs, adminBindings(e, ns.Name, entityAdminsBinding, entityReaderName(e), subjects(r.RBAC, own), labels)...)
 	var stale []client.Object
+	delegators := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: delegatorsBinding, Namespace: ns.Name, Labels: labels},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ClusterRoleEntityDelegator},
+		Subjects:   subjects(r.RBAC, own),
+	}
+	if len(rel.Children) > 0 {
+		objs = append(objs, delegators)
+	} else {
+		stale = append(stale, delegators)
+	}
 	parentBindings := adminBindings(e, ns.Name, parentAdminsBinding, parentReaderName(e), nil, labels)
-	if parent != nil {
+	if parent := rel.Parent; parent != nil {
 		theirs, err := r.parentAdministrators(ctx, parent)
 		if err != nil {
 			return err
 		}
 		objs = append(objs, adminBindings(e, ns.Name, parentAdminsBinding, parentReaderName(e), subjects(r.RBAC, theirs), labels)...)
 	} else {
-		stale = parentBindings
+		stale = append(stale, parentBindings...)
 	}
 	for _, o := range objs {
 		if err := applyRBAC(ctx, r.Client, r.APIReader, e, o); err != nil {

@@ -65,8 +65,8 @@ func TestChartRendersAndApplies(t *testing.T) {
 	g.Expect(kinds).To(HaveKeyWithValue("PodDisruptionBudget", 1))
 	g.Expect(kinds).To(HaveKeyWithValue("NetworkPolicy", 1))
 	g.Expect(kinds).To(HaveKey("ClusterRole"))
-	g.Expect(kinds).To(HaveKeyWithValue("ValidatingAdmissionPolicy", 6))
-	g.Expect(kinds).To(HaveKeyWithValue("ValidatingAdmissionPolicyBinding", 6))
+	g.Expect(kinds).To(HaveKeyWithValue("ValidatingAdmissionPolicy", 7))
+	g.Expect(kinds).To(HaveKeyWithValue("ValidatingAdmissionPolicyBinding", 7))
 	g.Expect(kinds).To(HaveKeyWithValue("Role", 2), "leader election and the webhook certificate, in the release namespace")
 
 	// The policies name the release's service account and the platform entity
