@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -173,6 +174,40 @@ func TestAdministratorRBAC(t *testing.T) {
 	g.Expect(apierrors.IsForbidden(as.List(ctx(), &v1.PlatformUserList{}, client.InNamespace("entity-e2e-deny")))).To(BeTrue())
 	g.Expect(apierrors.IsForbidden(as.List(ctx(), &corev1.SecretList{}, client.InNamespace("entity-rennes")))).To(BeTrue(), "she cannot read the room PINs")
 	g.Expect(apierrors.IsForbidden(as.Create(ctx(), &v1.VMR{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: "entity-rennes"}, Spec: v1.VMRSpec{DisplayName: "x"}}, client.DryRunAll))).To(BeTrue(), "only Concierges create rooms")
+}
+
+// TestParentAdministratorDelegates impersonates the samples' community
+// Administrator: through the chart's roles and admission policy she moves
+// licenses between the community and its commune, and may change nothing
+// else of the pool.
+func TestParentAdministratorDelegates(t *testing.T) {
+	g := NewWithT(t)
+	as := impersonate("gwenaelle.riou@quimperle-co.example")
+	parent := client.ObjectKey{Namespace: "entity-quimperle-communaute", Name: "default"}
+	child := client.ObjectKey{Namespace: "entity-clohars-carnoet", Name: "default"}
+	delegate := func(n int) error {
+		doc := fmt.Sprintf(`{"spec":{"delegations":[{"entity":"clohars-carnoet","licenses":%d}]}}`, n)
+		return as.Patch(ctx(), &v1.LicensePool{ObjectMeta: metav1.ObjectMeta{Namespace: parent.Namespace, Name: parent.Name}},
+			client.RawPatch(types.MergePatchType, []byte(doc)))
+	}
+	delegatedIn := func(n int32) {
+		g.Eventually(func(g Gomega) {
+			p := &v1.LicensePool{}
+			g.Expect(k8s.Get(ctx(), child, p)).To(Succeed())
+			g.Expect(p.Status.DelegatedIn).To(ContainElement(HaveField("Licenses", n)))
+		}).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed())
+	}
+	g.Eventually(func() error { return delegate(4) }).WithTimeout(time.Minute).Should(Succeed(), "the delegators' binding may take a moment")
+	delegatedIn(4)
+	g.Expect(delegate(3)).To(Succeed())
+	delegatedIn(3)
+	err := as.Patch(ctx(), &v1.LicensePool{ObjectMeta: metav1.ObjectMeta{Namespace: parent.Namespace, Name: parent.Name}},
+		client.RawPatch(types.MergePatchType, []byte(`{"spec":{"licenses":100}}`)))
+	g.Expect(err).To(MatchError(ContainSubstring("spec.licenses: entity administrators may change only spec.delegations of a license pool")))
+	g.Expect(err).To(MatchError(ContainSubstring("ValidatingAdmissionPolicy")))
+	commune := impersonate("erwan.lefloch@clohars-carnoet.example")
+	g.Expect(apierrors.IsForbidden(commune.Patch(ctx(), &v1.LicensePool{ObjectMeta: metav1.ObjectMeta{Namespace: child.Namespace, Name: child.Name}},
+		client.RawPatch(types.MergePatchType, []byte(`{"spec":{"licenses":100}}`))))).To(BeTrue(), "the commune's administrator changes no pool")
 }
 
 func impersonate(name string) client.Client {

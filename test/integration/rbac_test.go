@@ -62,6 +62,7 @@ func applyPlatformRoles(g Gomega) {
 	}
 	// The roles the operator binds, and those the platform team binds.
 	g.Expect(names).To(HaveKey(controller.ClusterRoleEntityAdministrator))
+	g.Expect(names).To(HaveKey(controller.ClusterRoleEntityDelegator))
 	g.Expect(names).To(HaveKey(controller.ClusterRoleConcierge))
 	g.Expect(names).To(HaveKey("visio-platform-admin"))
 	g.Expect(names).To(HaveKey("visio-viewer"))
