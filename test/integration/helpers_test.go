@@ -81,3 +81,17 @@ func countLicensed(users []v1.PlatformUser, pool string) int {
 }
 
 var _ = corev1.NamespaceAll
+
+// waitNoEntityDeleting waits until no Entity is being deleted. A test that
+// counts every write of the manager starts there: the deletion of an earlier
+// test's entity (its finalizer, its cluster-scoped RBAC) is the manager's
+// rightful work, and would land in the first windows.
+func waitNoEntityDeleting(g Gomega) {
+	g.Eventually(func(g Gomega) {
+		list := &v1.EntityList{}
+		g.Expect(k8s.List(ctx(), list)).To(Succeed())
+		for i := range list.Items {
+			g.Expect(list.Items[i].DeletionTimestamp).To(BeNil(), "entity %s is still being deleted", list.Items[i].Name)
+		}
+	}).WithTimeout(2 * entityTimeout).Should(Succeed())
+}

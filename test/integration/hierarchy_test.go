@@ -516,15 +516,7 @@ func TestHierarchySubtree(t *testing.T) {
 // resync reconciles every one of them.
 func TestHierarchyQuiet(t *testing.T) {
 	g := NewWithT(t)
-	// The counter sees every write of the manager: earlier tests' entities
-	// must be gone first.
-	g.Eventually(func(g Gomega) {
-		list := &v1.EntityList{}
-		g.Expect(k8s.List(ctx(), list)).To(Succeed())
-		for i := range list.Items {
-			g.Expect(list.Items[i].DeletionTimestamp).To(BeNil(), "entity %s is still being deleted", list.Items[i].Name)
-		}
-	}).WithTimeout(2 * entityTimeout).Should(Succeed())
+	waitNoEntityDeleting(g)
 	counter := &writeCounter{}
 	restart := withManager(t, counter, func(*operator.Options) {})
 	parent, nsP := createHierarchyEntity(t, g, "parent", "")

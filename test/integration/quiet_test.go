@@ -19,6 +19,7 @@ const quietWindow = 10 * time.Second
 // again after a restart, whose resync reconciles every object.
 func TestQuietAfterBurst(t *testing.T) {
 	g := NewWithT(t)
+	waitNoEntityDeleting(g)
 	counter := &writeCounter{}
 	const ttl = 5 * time.Second
 	restart := withManager(t, counter, func(o *operator.Options) { o.ReservationTTL = ttl })
