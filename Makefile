@@ -116,7 +116,7 @@ bench-burst: ## Measure a burst of 2,000 users across 20 pools against the floor
 
 .PHONY: bench-quiet
 bench-quiet: ## Count every write to the API group in 10 s windows for 5 min after a burst settled and after a resync, straight and with a restart mid-burst (QUIET_USERS=10000).
-	QUIET_USERS="$(QUIET_USERS)" QUIET_WINDOWS="$(QUIET_WINDOWS)" KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" go test ./test/integration/ -run=NONE -bench=BenchmarkQuietAfterBurst -benchtime=1x -timeout 150m
+	QUIET_USERS="$(QUIET_USERS)" QUIET_WINDOWS="$(QUIET_WINDOWS)" KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" go test ./test/integration/ -run=NONE -bench=BenchmarkQuietAfterBurst -benchtime=1x -timeout 150m -v
 
 .PHONY: bench-writes
 bench-writes: ## What one status write of each kind costs the control plane: a plain object, a user, a pool with 100 reservations.
