@@ -20,7 +20,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -117,13 +119,24 @@ func run(m *testing.M) (code int) {
 // repository's first layer does that, and the manager starts once they are
 // there (startManagerWhenInstalled).
 func setUp(assets, flux string) error {
+	// The manager serves the webhooks only once the repository's first layer
+	// is applied, many seconds after the API server is told where they are:
+	// a port of the ephemeral range could meanwhile be taken by any outgoing
+	// connection of the machine.
+	webhookPort, err := freePort()
+	if err != nil {
+		return err
+	}
 	testEnv = &envtest.Environment{
 		BinaryAssetsDirectory: assets,
 		CRDDirectoryPaths:     []string{filepath.Join(flux, "crds")},
 		ErrorIfCRDPathMissing: true,
-		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook", "manifests.yaml")}},
+		WebhookInstallOptions: envtest.WebhookInstallOptions{
+			Paths:            []string{filepath.Join(root, "config", "webhook", "manifests.yaml")},
+			LocalServingHost: "127.0.0.1",
+			LocalServingPort: webhookPort,
+		},
 	}
-	var err error
 	if cfg, err = testEnv.Start(); err != nil {
 		return fmt.Errorf("cannot start the control plane: %w", err)
 	}
@@ -243,15 +256,48 @@ func kubeconfigFor(name string, groups ...string) (string, error) {
 	return path, os.WriteFile(path, data, 0o600)
 }
 
-// freeAddr is a loopback address with a port free a moment ago.
+// freeAddr is a loopback address with a port free a moment ago (freePort).
 func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freePort()
 	if err != nil {
 		return "", err
 	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().String(), nil
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
 }
+
+// freePort is a port free on every interface a moment ago, below the
+// kernel's ephemeral range, so that no outgoing connection takes it before
+// the process it is meant for listens (a port the kernel hands out, with
+// "127.0.0.1:0", is one of those every connection may get). It starts from
+// a place of its own for each test process, so that parallel runs rarely
+// try the same ports.
+func freePort() (int, error) {
+	low := 32768
+	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(data)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
+	}
+	const base = 10000
+	if low <= base {
+		return 0, fmt.Errorf("the ephemeral port range starts at %d: no port below it to choose from", low)
+	}
+	start := base + (os.Getpid()*7919+int(portSeq.Add(1))*104729)%(low-base)
+	for i := range low - base {
+		port := base + (start-base+i)%(low-base)
+		l, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		return port, nil
+	}
+	return 0, fmt.Errorf("no free port between %d and %d", base, low)
+}
+
+var portSeq atomic.Int64
 
 // process is a program the suite runs, its output in a file of work.
 type process struct {
