@@ -100,12 +100,13 @@ func (r *EntityReconciler) ensureRBAC(ctx context.Context, e *v1.Entity, ns *cor
 			}},
 		},
 	}
-	objs = append(objs, adminBindings(e, ns.Name, entityAdminsBinding, entityReaderName(e), subjects(r.RBAC, own), labels)...)
+	ownSubjects := subjects(r.RBAC, own)
+	objs = append(objs, adminBindings(e, ns.Name, entityAdminsBinding, entityReaderName(e), ownSubjects, labels)...)
 	var stale []client.Object
 	delegators := &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: delegatorsBinding, Namespace: ns.Name, Labels: labels},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ClusterRoleEntityDelegator},
-		Subjects:   subjects(r.RBAC, own),
+		Subjects:   ownSubjects,
 	}
 	if len(rel.Children) > 0 {
 		objs = append(objs, delegators)
